@@ -1,0 +1,1 @@
+"""Adapters: one technology each, implementing the domain ports."""

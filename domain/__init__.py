@@ -1,0 +1,1 @@
+"""The functional core: claims, identity, rules, policy, errors and ports (stdlib + msgspec)."""

@@ -1,0 +1,25 @@
+"""The verified service-account identity handed to the application."""
+
+from __future__ import annotations
+
+import msgspec
+
+__all__ = ["SUBJECT_PREFIX", "Identity"]
+
+SUBJECT_PREFIX = "system:serviceaccount:"
+
+
+class Identity(msgspec.Struct, frozen=True, kw_only=True):
+    """Who called: a service account, where it runs, and what the token said about itself."""
+
+    subject: str
+    namespace: str
+    service_account: str
+    service_account_uid: str | None = None
+    pod: str | None = None
+    pod_uid: str | None = None
+    node: str | None = None
+    issuer: str
+    audiences: tuple[str, ...] = ()
+    expires_at: int | None = None
+    stale: bool = False

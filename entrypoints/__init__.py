@@ -1,0 +1,1 @@
+"""Entrypoints: settings, the container, the Litestar apps and the CLI."""
