@@ -1,0 +1,72 @@
+"""The `ksa-auth` command line: one subcommand per SPEC §2 entry, each handled in its module."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+# subcommand -> "module:function"; the function takes the parsed arguments and returns the exit
+# code. Modules are imported only when their subcommand runs, so `ksa-auth decode` stays fast.
+HANDLERS = {
+    "serve": "entrypoints.serve:run",
+    "devcluster": "entrypoints.devcluster:run",
+    "up": "entrypoints.stack:run_up",
+    "demo": "entrypoints.stack:run_demo",
+    "decode": "entrypoints.inspect:run_decode",
+    "verify": "entrypoints.inspect:run_verify",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ksa-auth",
+        description="Kubernetes ServiceAccount JWT authentication between services.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = commands.add_parser("serve", help="run be or be2 with settings from the environment")
+    serve.add_argument("service", choices=["be", "be2"])
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--server", choices=["uvicorn", "granian"], default=None)
+
+    cluster = commands.add_parser("devcluster", help="run the local cluster emulator only")
+    cluster.add_argument("--state-dir", required=True, help="where volumes, CA and cluster.json go")
+    cluster.add_argument("--port", type=int, default=0, help="HTTPS port (0: a free port)")
+    cluster.add_argument("--admin-port", type=int, default=0, help="admin port (0: a free port)")
+    cluster.add_argument(
+        "--token-ttl", type=int, default=3607, help="seconds a projected token lives (kubelet: 3607)"
+    )
+
+    for name, text in (
+        ("up", "start devcluster, be and be2, run the flow, serve until Ctrl-C"),
+        ("demo", "start devcluster, be and be2, run the flow once, exit 0 only if all passed"),
+    ):
+        stack = commands.add_parser(name, help=text)
+        stack.add_argument("--state-dir", default=None, help="default: a temporary directory")
+        stack.add_argument("--token-ttl", type=int, default=3607)
+
+    for name, text in (
+        ("decode", "print header and claims, UNVERIFIED, with the SA identity and times"),
+        ("verify", "verify with the be2 settings: exit 0 + identity JSON, or 1 + reason"),
+    ):
+        sub = commands.add_parser(name, help=text)
+        sub.add_argument("token", nargs="?", default="-", help="the token, or - for stdin")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    module_name, function_name = HANDLERS[args.command].split(":")
+    handler = getattr(importlib.import_module(module_name), function_name)
+    try:
+        code: int = handler(args)
+    except KeyboardInterrupt:
+        return 130
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
