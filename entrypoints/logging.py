@@ -1,0 +1,210 @@
+"""Structured logs: JSON (or text) lines, one per request, with tokens and signatures scrubbed."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import sys
+import time
+import traceback
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+__all__ = [
+    "ACCESS_LOGGER",
+    "RequestLog",
+    "RequestRecord",
+    "configure_logging",
+    "record_of",
+    "scrub",
+]
+
+ACCESS_LOGGER = "ksa.access"
+_RECORD_KEY = "ksa.request"
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+ASGIApp = Callable[
+    [Scope, Callable[[], Awaitable[Message]], Callable[[Message], Awaitable[None]]],
+    Awaitable[None],
+]
+
+# Compact JWS: three base64url segments, the first a JSON header ("eyJ" is base64url of '{"').
+_JWT = re.compile(r"eyJ[A-Za-z0-9_-]{2,}\.[A-Za-z0-9_-]{2,}\.[A-Za-z0-9_-]*")
+# Anything after a Bearer scheme, and Authorization header values in whatever quoting.
+_BEARER = re.compile(r"(?i)\b(bearer)(\s+|%20|\+)[^\s\"',;]+")
+_AUTHORIZATION = re.compile(r"(?i)(authorization['\"]?\s*[:=,]\s*(?:b?['\"])?)[^'\"\r\n]+")
+
+_STANDARD_ATTRIBUTES = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
+
+
+def scrub(text: str) -> str:
+    """Replace anything shaped like a JWT, a Bearer credential or an Authorization value."""
+    text = _JWT.sub("[redacted-jwt]", text)
+    text = _BEARER.sub(r"\1 [redacted]", text)
+    return _AUTHORIZATION.sub(r"\1[redacted]", text)
+
+
+class RequestRecord:
+    """What the auth middleware and error handlers learned about a request, for its log line."""
+
+    __slots__ = ("outcome", "reason", "subject")
+
+    def __init__(self) -> None:
+        self.subject: str | None = None
+        self.outcome: str | None = None
+        self.reason: str | None = None
+
+
+def record_of(scope: Mapping[str, object]) -> RequestRecord | None:
+    """The request's log record, when the request goes through `RequestLog`."""
+    state = scope.get("state")
+    if isinstance(state, dict):
+        record = state.get(_RECORD_KEY)
+        if isinstance(record, RequestRecord):
+            return record
+    return None
+
+
+class RequestLog:
+    """ASGI wrapper writing one access line per HTTP request, after the response is sent.
+
+    The line has method, path (never the query string: it may carry credentials), status,
+    subject, outcome and reason, and latency; never a header value.
+    """
+
+    __slots__ = ("app", "logger", "service")
+
+    def __init__(self, app: ASGIApp, service: str) -> None:
+        self.app = app
+        self.service = service
+        self.logger = logging.getLogger(ACCESS_LOGGER)
+
+    async def __call__(
+        self,
+        scope: Scope,
+        receive: Callable[[], Awaitable[Message]],
+        send: Callable[[Message], Awaitable[None]],
+    ) -> None:
+        if scope.get("type") != "http":
+            await self.app(scope, receive, send)
+            return
+        record = RequestRecord()
+        scope.setdefault("state", {})[_RECORD_KEY] = record
+        status = 0
+        started = time.perf_counter()
+
+        async def capture(message: Message) -> None:
+            nonlocal status
+            if message.get("type") == "http.response.start":
+                status = int(message.get("status", 0))
+            await send(message)
+
+        try:
+            await self.app(scope, receive, capture)
+        finally:
+            if self.logger.isEnabledFor(logging.INFO):
+                self.logger.info(
+                    "%s %s %s",
+                    scope.get("method", "?"),
+                    _path(scope),
+                    status,
+                    extra={
+                        "service": self.service,
+                        "method": scope.get("method"),
+                        "path": _path(scope),
+                        "status": status,
+                        "subject": record.subject,
+                        "outcome": record.outcome
+                        or ("ok" if 0 < status < 400 else "error" if status else "aborted"),
+                        "reason": record.reason,
+                        "latency_ms": round((time.perf_counter() - started) * 1000, 3),
+                    },
+                )
+
+
+def _path(scope: Scope) -> str:
+    path = scope.get("path", "")
+    text = path if isinstance(path, str) else "?"
+    # A path cannot carry a header, but a client can put a token in it: scrub and bound it.
+    return scrub(text[:512])
+
+
+class _ScrubFilter(logging.Filter):
+    """Scrub every record of every logger (ours, litestar's, the server's) before it is written."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # a bad %-format in someone's log call must not lose the line
+            message = str(record.msg)
+        record.msg = scrub(message)
+        record.args = None
+        if record.exc_info:
+            record.exc_text = scrub("".join(traceback.format_exception(*record.exc_info)))
+            record.exc_info = None
+        for key, value in list(record.__dict__.items()):
+            if key not in _STANDARD_ATTRIBUTES and isinstance(value, str):
+                setattr(record, key, scrub(value))
+        return True
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time (UTC), level, logger, message and any extra fields."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        data: dict[str, Any] = {
+            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        for key, value in record.__dict__.items():
+            if key not in _STANDARD_ATTRIBUTES and not key.startswith("_"):
+                data[key] = value
+        if record.exc_text:
+            data["exc"] = record.exc_text
+        return json.dumps(data, default=str, ensure_ascii=False)
+
+
+class TextFormatter(logging.Formatter):
+    """`time level logger message key=value...` for humans."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        stamp = datetime.fromtimestamp(record.created, UTC).strftime("%H:%M:%S.%f")[:-3]
+        extras = " ".join(
+            f"{key}={value}"
+            for key, value in record.__dict__.items()
+            if key not in _STANDARD_ATTRIBUTES and not key.startswith("_") and value is not None
+        )
+        line = f"{stamp} {record.levelname:<7} {record.name} {record.getMessage()}"
+        if extras:
+            line = f"{line} | {extras}"
+        if record.exc_text:
+            line = f"{line}\n{record.exc_text}"
+        return line
+
+
+def configure_logging(level: str, fmt: Literal["json", "text"]) -> None:
+    """Send every logger to stderr through the scrubber, in the chosen format (process-wide)."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
+    handler.addFilter(_ScrubFilter())
+    root = logging.getLogger()
+    for existing in list(root.handlers):
+        root.removeHandler(existing)
+    root.addHandler(handler)
+    root.setLevel(level)
+    # The servers' own access logs print the full request line (query string included): ours
+    # replaces them. Their error loggers propagate to the root handler above.
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access", "_granian", "granian.access"):
+        server_logger = logging.getLogger(name)
+        server_logger.handlers.clear()
+        server_logger.propagate = True
+    logging.getLogger("uvicorn.access").disabled = True
+    logging.getLogger("granian.access").disabled = True
+    # httpcore's DEBUG traces include request headers (our token among them): never below WARNING.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    logging.getLogger("httpcore").setLevel(logging.WARNING)

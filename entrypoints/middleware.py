@@ -1,0 +1,248 @@
+"""be2's Bearer authentication, the subject guard, and the one mapping of errors to HTTP."""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import traceback
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from litestar import Request, Response
+from litestar.connection import ASGIConnection
+from litestar.exceptions import HTTPException
+from litestar.exceptions.responses import create_exception_response
+from litestar.handlers.base import BaseRouteHandler
+from litestar.middleware import AbstractAuthenticationMiddleware, AuthenticationResult
+from litestar.types import ASGIApp, ExceptionHandlersMap, Scope
+
+from domain.claims import JWT_MAX_BYTES
+from domain.errors import (
+    AuthError,
+    Forbidden,
+    KeysUnavailable,
+    Malformed,
+    MissingToken,
+    ReviewUnavailable,
+    TokenUnavailable,
+)
+from domain.identity import Identity
+from domain.policy import SubjectPolicy
+from domain.ports import Verifier
+from entrypoints.logging import record_of, scrub
+from entrypoints.metrics import ValidationMetrics
+
+__all__ = [
+    "AUTH_EXCLUDE",
+    "REALM",
+    "RETRY_AFTER_SECONDS",
+    "BearerAuthenticationMiddleware",
+    "auth_error_response",
+    "bearer_token",
+    "exception_handlers",
+    "require_subjects",
+    "status_for",
+]
+
+logger = logging.getLogger("ksa.auth")
+
+REALM = "be2"
+# Anchored: litestar searches these anywhere in the path, and `/x/healthz` must not skip auth.
+AUTH_EXCLUDE = [r"^/(healthz|readyz|metrics)/?$", r"^/schema(/.*)?$"]
+# The key provider retries a failed fetch after a short cooldown; callers should wait as long.
+RETRY_AFTER_SECONDS = 5
+
+# RFC 6750 §2.1: b64token; a JWS in compact form is three base64url segments (the signature may
+# be empty for alg "none", which the verifier rejects with its own reason).
+_COMPACT_JWS = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
+# RFC 6750 §3: error_description is %x20-21 / %x23-5B / %x5D-7E (no quote, no backslash).
+_UNSAFE_IN_QUOTED = re.compile(r"[^\x20\x21\x23-\x5b\x5d-\x7e]")
+# A sane header is ~1 KiB; this bounds what we even look at (the server bounds the request).
+_MAX_AUTHORIZATION_BYTES = JWT_MAX_BYTES + 64
+
+_UNAVAILABLE = (KeysUnavailable, ReviewUnavailable, TokenUnavailable)
+
+
+def bearer_token(scope: Scope) -> str:
+    """The Bearer token of the request's single Authorization header.
+
+    The scheme is case-insensitive (RFC 7235 §2.1). A missing header or another scheme is
+    MissingToken (RFC 6750 §3.1: no error code for a request without Bearer credentials).
+
+    Raises:
+        MissingToken, Malformed.
+    """
+    values = [value for name, value in scope.get("headers", ()) if name.lower() == b"authorization"]
+    if not values:
+        raise MissingToken("no Authorization header; send `Authorization: Bearer <token>`")
+    if len(values) > 1:
+        raise Malformed("more than one Authorization header")
+    raw = values[0]
+    if len(raw) > _MAX_AUTHORIZATION_BYTES:
+        raise Malformed(f"the Authorization header is longer than {_MAX_AUTHORIZATION_BYTES} bytes")
+    try:
+        text = raw.decode("ascii")
+    except UnicodeDecodeError:
+        raise Malformed("the Authorization header is not ASCII") from None
+    scheme, _, credentials = text.strip().partition(" ")
+    if scheme.lower() != "bearer":
+        raise MissingToken("the Authorization scheme is not Bearer")
+    token = credentials.strip()
+    if not token:
+        raise MissingToken("the Bearer token is empty")
+    if len(token) > JWT_MAX_BYTES:
+        raise Malformed(f"the token is longer than {JWT_MAX_BYTES} bytes")
+    if _COMPACT_JWS.fullmatch(token) is None:
+        raise Malformed("the token is not a JWT (three base64url segments separated by dots)")
+    return token
+
+
+class BearerAuthenticationMiddleware(AbstractAuthenticationMiddleware):
+    """Verifies the Bearer token on every route but health, metrics and the schema.
+
+    On success `request.user` is the caller's `Identity` (`request.auth` stays None: the token
+    is not kept past verification). Failures raise domain errors; `exception_handlers` turns
+    them into responses.
+    """
+
+    __slots__ = ("metrics", "verifier")
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        verifier: Verifier,
+        metrics: ValidationMetrics,
+        exclude: list[str] | None = None,
+    ) -> None:
+        super().__init__(app, exclude=AUTH_EXCLUDE if exclude is None else exclude)
+        self.verifier = verifier
+        self.metrics = metrics
+
+    async def authenticate_request(
+        self, connection: ASGIConnection[Any, Any, Any, Any]
+    ) -> AuthenticationResult:
+        started = time.perf_counter()
+        try:
+            token = bearer_token(connection.scope)
+            identity = await self.verifier.verify(token)
+        except AuthError as exc:
+            self.metrics.observe(exc.reason, time.perf_counter() - started)
+            raise
+        except Exception as exc:
+            # A verifier bug triggered by this input: fail closed for this token, keep serving.
+            _log_unexpected("verifier raised", connection.scope, exc)
+            self.metrics.observe(Malformed.reason, time.perf_counter() - started)
+            raise Malformed("the token could not be verified") from None
+        self.metrics.observe("ok", time.perf_counter() - started, stale=identity.stale)
+        record = record_of(connection.scope)
+        if record is not None:
+            record.subject = identity.subject
+            record.outcome = "authenticated"
+        return AuthenticationResult(user=identity, auth=None)
+
+
+def require_subjects(
+    policy: SubjectPolicy,
+) -> Callable[[ASGIConnection[Any, Any, Any, Any], BaseRouteHandler], None]:
+    """A guard allowing only the subjects the policy allows (an empty policy allows nobody).
+
+    Use on any route behind the authentication middleware: `guards=[require_subjects(p)]`.
+    """
+
+    def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+        user = connection.scope.get("user")
+        if not isinstance(user, Identity):
+            raise MissingToken("this route needs a verified service account token")
+        if not policy.allows(user.subject):
+            raise Forbidden(f"{user.subject} is not allowed to use this route")
+
+    return guard
+
+
+def status_for(exc: AuthError) -> int:
+    """The HTTP status of a domain error (SPEC §4): 403, 503 or 401."""
+    if isinstance(exc, Forbidden):
+        return 403
+    if isinstance(exc, _UNAVAILABLE):
+        return 503
+    return 401
+
+
+def _quoted(text: str) -> str:
+    return _UNSAFE_IN_QUOTED.sub("?", text)[:200]
+
+
+def auth_error_response(request: Request[Any, Any, Any], exc: AuthError) -> Response[Any]:
+    """The one place a domain error becomes an HTTP answer (SPEC §4)."""
+    status = status_for(exc)
+    detail = scrub(exc.detail)
+    headers: dict[str, str] = {"Cache-Control": "no-store"}
+    if status == 401:
+        challenge = f'Bearer realm="{REALM}"'
+        # RFC 6750 §3.1: no error code when the request carried no Bearer credentials at all.
+        if not isinstance(exc, MissingToken):
+            challenge += f', error="invalid_token", error_description="{_quoted(detail)}"'
+        headers["WWW-Authenticate"] = challenge
+    elif status == 503:
+        headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+    record = record_of(request.scope)
+    if record is not None:
+        record.outcome = (
+            "forbidden" if status == 403 else "rejected" if status == 401 else "unavailable"
+        )
+        record.reason = exc.reason
+        if status == 403:
+            user = request.scope.get("user")
+            if isinstance(user, Identity):
+                record.subject = user.subject
+    body = {"authenticated": status == 403, "reason": exc.reason, "detail": detail}
+    return Response(body, status_code=status, headers=headers)
+
+
+def _http_exception_response(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
+    if exc.status_code >= 500:
+        return _unexpected_response(request, exc)
+    return create_exception_response(request, exc)
+
+
+def _unexpected_response(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    # Never a 500: whatever broke is ours, so the caller is told to retry, and the log (scrubbed)
+    # says what broke.
+    _log_unexpected("request failed", request.scope, exc)
+    record = record_of(request.scope)
+    if record is not None:
+        record.outcome = "unavailable"
+        record.reason = "internal_error"
+    return Response(
+        {
+            "reason": "internal_error",
+            "detail": "the service could not answer this request; try again later",
+        },
+        status_code=503,
+        headers={"Retry-After": str(RETRY_AFTER_SECONDS), "Cache-Control": "no-store"},
+    )
+
+
+def _log_unexpected(what: str, scope: Scope, exc: BaseException) -> None:
+    logger.error(
+        "%s: %s",
+        what,
+        type(exc).__name__,
+        extra={
+            "path": scrub(str(scope.get("path", ""))[:512]),
+            "exc": scrub("".join(traceback.format_exception(exc))[-8000:]),
+        },
+    )
+
+
+def exception_handlers() -> ExceptionHandlersMap:
+    """Domain errors -> 401/403/503; litestar's 4xx unchanged; anything else -> 503, never 500."""
+    handlers: Mapping[Any, Any] = {
+        AuthError: auth_error_response,
+        HTTPException: _http_exception_response,
+        Exception: _unexpected_response,
+        500: _unexpected_response,
+    }
+    return dict(handlers)
