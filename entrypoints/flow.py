@@ -1,0 +1,350 @@
+"""The seed's testing steps (and a few more) run against a live stack, one PASS/FAIL line each."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar, TextIO
+
+import httpx
+
+from domain.claims import Claims, Header, decode_claims, decode_header
+from domain.errors import Malformed
+
+__all__ = [
+    "FlowTargets",
+    "SeedFlow",
+    "StepFailed",
+    "StepResult",
+    "render_line",
+    "render_table",
+    "run_steps",
+    "tamper_signature",
+]
+
+# How long a step waits for something asynchronous (a token file re-read, a key refresh).
+SETTLE_SECONDS = 10.0
+POLL_SECONDS = 0.05
+
+
+class StepFailed(Exception):
+    """A step's expectation did not hold; the message is the figure shown (never a token)."""
+
+
+@dataclass(frozen=True, slots=True)
+class StepResult:
+    number: int
+    title: str
+    passed: bool
+    figure: str
+    millis: float
+
+
+@dataclass(frozen=True, slots=True)
+class FlowTargets:
+    """What the flow talks to, all of it read from the devcluster's cluster.json."""
+
+    be_url: str
+    be2_url: str
+    be_namespace: str
+    be_service_account: str
+    be_pod: str
+    other_subject: str
+    other_token_file: Path
+    issuer: str
+    admin: Callable[[str, dict[str, Any]], dict[str, Any]]
+
+    @property
+    def be_subject(self) -> str:
+        return f"system:serviceaccount:{self.be_namespace}:{self.be_service_account}"
+
+
+Step = tuple[str, Callable[[], str]]
+
+
+def render_line(result: StepResult, total: int) -> str:
+    """One progress line: `[ 4/11] PASS  title .... figure (12 ms)`."""
+    width = len(str(total))
+    status = "PASS" if result.passed else "FAIL"
+    return (
+        f"[{result.number:>{width}}/{total}] {status}  {result.title:<34} "
+        f"{result.figure}  ({result.millis:.0f} ms)"
+    )
+
+
+def render_table(results: Sequence[StepResult]) -> str:
+    """The closing summary table and a `N of M steps passed` line."""
+    header = ("#", "result", "step", "figure", "ms")
+    rows = [
+        (
+            str(r.number),
+            "PASS" if r.passed else "FAIL",
+            r.title,
+            _clip(r.figure, 72),
+            f"{r.millis:.0f}",
+        )
+        for r in results
+    ]
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+
+    def line(cells: Sequence[str]) -> str:
+        parts = [
+            cells[0].rjust(widths[0]),
+            cells[1].ljust(widths[1]),
+            cells[2].ljust(widths[2]),
+            cells[3].ljust(widths[3]),
+            cells[4].rjust(widths[4]),
+        ]
+        return "  ".join(parts).rstrip()
+
+    rule = "  ".join("-" * w for w in widths)
+    passed = sum(r.passed for r in results)
+    verdict = "all passed" if passed == len(results) else f"{len(results) - passed} FAILED"
+    return "\n".join(
+        [
+            line(header),
+            rule,
+            *(line(row) for row in rows),
+            rule,
+            f"{passed} of {len(results)} steps passed ({verdict})",
+        ]
+    )
+
+
+def run_steps(
+    steps: Sequence[Step],
+    out: TextIO,
+    first_number: int = 1,
+    total: int | None = None,
+    clock: Callable[[], float] = time.perf_counter,
+) -> list[StepResult]:
+    """Run each step in order, printing its line as soon as it finishes; never raises."""
+    total = total if total is not None else first_number - 1 + len(steps)
+    results: list[StepResult] = []
+    for offset, (title, action) in enumerate(steps):
+        started = clock()
+        try:
+            figure = action()
+            passed = True
+        except StepFailed as failure:
+            figure, passed = str(failure), False
+        except Exception as exc:  # a step must report, not crash the run
+            figure, passed = f"{type(exc).__name__}: {_clip(str(exc), 160)}", False
+        result = StepResult(first_number + offset, title, passed, figure, (clock() - started) * 1e3)
+        results.append(result)
+        print(render_line(result, total), file=out, flush=True)
+    return results
+
+
+def tamper_signature(token: str) -> str:
+    """The token with one bit of its signature flipped (header and claims unchanged).
+
+    The flip is in the first signature byte: flipping the last base64url character may only
+    touch padding bits that decoders ignore, leaving the signature valid.
+    """
+    head, payload, signature = token.split(".")
+    raw = bytearray(_b64decode(signature))
+    raw[0] ^= 0x01
+    return f"{head}.{payload}.{base64.urlsafe_b64encode(bytes(raw)).rstrip(b'=').decode()}"
+
+
+def unverified(token: str) -> tuple[Header, Claims]:
+    """Header and claims of a JWT, NOT verified (only to show and compare what we send)."""
+    parts = token.split(".")
+    if len(parts) != 3:
+        raise Malformed("not a JWS compact serialization")
+    try:
+        return decode_header(_b64decode(parts[0])), decode_claims(_b64decode(parts[1]))
+    except (binascii.Error, ValueError):
+        raise Malformed("not base64url") from None
+
+
+class SeedFlow:
+    """Steps 2.. of the demo: the seed's Postman flow, then authorization and rotations."""
+
+    def __init__(self, targets: FlowTargets, client: httpx.Client) -> None:
+        self._t = targets
+        self._client = client
+        self._token: str | None = None
+        self._identity: dict[str, Any] | None = None
+
+    # (title, method) in the order they run; the demo numbers them after "services started".
+    STEPS: ClassVar[tuple[tuple[str, str], ...]] = (
+        ("GET be /get-jwt", "get_jwt"),
+        ("token as Authorization: Bearer", "bearer"),
+        ("be2 /validate-auth -> 200", "validate"),
+        ("identity confirmed", "identity"),
+        ("be -> be2 via /call-be2", "call_be2"),
+        ("/protected allows be-sa", "protected_allowed"),
+        ("/protected forbids be2-sa", "protected_forbidden"),
+        ("tampered token rejected", "tampered"),
+        ("signing-key rotation survived", "signing_key_rotation"),
+        ("token-file rotation picked up", "token_file_rotation"),
+    )
+
+    def steps(self) -> list[Step]:
+        return [(title, getattr(self, method)) for title, method in self.STEPS]
+
+    # -- the seed's steps ------------------------------------------------------------------
+
+    def get_jwt(self) -> str:
+        response = self._client.get(f"{self._t.be_url}/get-jwt")
+        body = _expect(response, 200)
+        token = body.get("token")
+        if not isinstance(token, str) or not token:
+            raise StepFailed("200 but no token in the body")
+        if body.get("subject") != self._t.be_subject:
+            raise StepFailed(f"subject {body.get('subject')!r}, expected {self._t.be_subject}")
+        if "no-store" not in response.headers.get("cache-control", ""):
+            raise StepFailed("200 without Cache-Control: no-store")
+        self._token = token
+        expires = body.get("expires_at")
+        left = f", expires in {expires - time.time():.0f} s" if isinstance(expires, int) else ""
+        return f"200, {len(token)}-byte token for {body['subject']}{left}"
+
+    def bearer(self) -> str:
+        header, claims = unverified(self._require_token())
+        if header.kid is None:
+            raise StepFailed(f"{header.alg} token without a kid")
+        if claims.sub != self._t.be_subject:
+            raise StepFailed(f"token sub {claims.sub!r}, expected {self._t.be_subject}")
+        audiences = ",".join(claims.audiences)
+        return f"Bearer {header.alg} JWT, kid {header.kid[:10]}..., aud {audiences}"
+
+    def validate(self) -> str:
+        body = _expect(self._validate(self._require_token()), 200)
+        if body.get("authenticated") is not True:
+            raise StepFailed(f"200 but authenticated={body.get('authenticated')!r}")
+        self._identity = body
+        return f"200, authenticated=true, stale={str(body.get('stale')).lower()}"
+
+    def identity(self) -> str:
+        body = self._identity
+        if body is None:
+            raise StepFailed("no identity: step 'be2 /validate-auth' did not pass")
+        expected = {
+            "subject": self._t.be_subject,
+            "namespace": self._t.be_namespace,
+            "service_account": self._t.be_service_account,
+            "pod": self._t.be_pod,
+            "issuer": self._t.issuer,
+        }
+        wrong = [
+            f"{key}={body.get(key)!r}" for key, value in expected.items() if body.get(key) != value
+        ]
+        if wrong:
+            raise StepFailed("identity differs: " + ", ".join(wrong))
+        return f"{body['subject']} (pod {body['pod']}, node {body.get('node')})"
+
+    # -- beyond the seed --------------------------------------------------------------------
+
+    def call_be2(self) -> str:
+        body = _expect(self._client.get(f"{self._t.be_url}/call-be2"), 200)
+        be2 = body.get("be2")
+        subject = be2.get("subject") if isinstance(be2, dict) else None
+        if body.get("be2_status") != 200 or subject != self._t.be_subject:
+            raise StepFailed(f"be2_status {body.get('be2_status')!r}, subject {subject!r}")
+        return f"be2_status 200 as {subject}"
+
+    def protected_allowed(self) -> str:
+        response = self._client.get(
+            f"{self._t.be2_url}/protected", headers=_bearer(self._require_token())
+        )
+        body = _expect(response, 200)
+        if body.get("subject") != self._t.be_subject:
+            raise StepFailed(f"200 but subject {body.get('subject')!r}")
+        return f"200 for {self._t.be_subject}"
+
+    def protected_forbidden(self) -> str:
+        other = self._t.other_token_file.read_text().strip()
+        response = self._client.get(f"{self._t.be2_url}/protected", headers=_bearer(other))
+        body = _expect(response, 403)
+        if body.get("reason") != "forbidden":
+            raise StepFailed(f"403 with reason {body.get('reason')!r}")
+        return f"403 forbidden for {self._t.other_subject}"
+
+    def tampered(self) -> str:
+        response = self._validate(tamper_signature(self._require_token()))
+        body = _expect(response, 401)
+        if body.get("reason") != "bad_signature":
+            raise StepFailed(f"401 with reason {body.get('reason')!r}, expected bad_signature")
+        challenge = response.headers.get("www-authenticate", "")
+        if not challenge.lower().startswith("bearer") or 'error="invalid_token"' not in challenge:
+            raise StepFailed("401 bad_signature without a Bearer invalid_token challenge")
+        return '401 bad_signature, WWW-Authenticate: Bearer error="invalid_token"'
+
+    def signing_key_rotation(self) -> str:
+        old_kid = unverified(self._require_token())[0].kid or ""
+        answer = self._t.admin("/admin/signing-keys/rotate", {"retire_previous": True})
+        new_kid = answer.get("kid")
+        if not isinstance(new_kid, str) or new_kid == old_kid:
+            raise StepFailed(f"rotation answered kid {new_kid!r}")
+        # Tokens signed by the retired key die with it; the kubelet's next rotation (forced
+        # here) brings tokens signed by the new key, which be2 has never seen.
+        self._t.admin("/admin/tokens/rotate", {})
+        token = self._await_new_token(lambda candidate: unverified(candidate)[0].kid == new_kid)
+        _expect(self._validate(token), 200)
+        return f"kid {old_kid[:8]}... -> {new_kid[:8]}... (old retired), new token 200"
+
+    def token_file_rotation(self) -> str:
+        old_jti = unverified(self._require_token())[1].jti
+        self._t.admin("/admin/tokens/rotate", {})
+        started = time.perf_counter()
+        token = self._await_new_token(lambda candidate: unverified(candidate)[1].jti != old_jti)
+        waited = (time.perf_counter() - started) * 1e3
+        _expect(self._validate(token), 200)
+        return f"new jti served {waited:.0f} ms after the kubelet rewrite, validated 200"
+
+    # -- helpers --------------------------------------------------------------------------
+
+    def _require_token(self) -> str:
+        if self._token is None:
+            raise StepFailed("no token: step 'GET be /get-jwt' did not pass")
+        return self._token
+
+    def _validate(self, token: str) -> httpx.Response:
+        return self._client.get(f"{self._t.be2_url}/validate-auth", headers=_bearer(token))
+
+    def _await_new_token(self, is_new: Callable[[str], bool]) -> str:
+        """Poll be's /get-jwt (bounded) until it serves a token `is_new` accepts."""
+        deadline = time.monotonic() + SETTLE_SECONDS
+        while True:
+            body = _expect(self._client.get(f"{self._t.be_url}/get-jwt"), 200)
+            token = body.get("token")
+            if isinstance(token, str) and is_new(token):
+                self._token = token
+                return token
+            if time.monotonic() >= deadline:
+                raise StepFailed(f"be still serves the old token after {SETTLE_SECONDS:g} s")
+            time.sleep(POLL_SECONDS)
+
+
+def _bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def _expect(response: httpx.Response, status: int) -> dict[str, Any]:
+    """The JSON object of a response with `status`, or StepFailed naming status and reason."""
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if response.status_code != status:
+        reason = body.get("reason") or body.get("error") if isinstance(body, dict) else None
+        suffix = f" ({reason})" if reason else ""
+        raise StepFailed(f"{response.status_code}{suffix}, expected {status}")
+    if not isinstance(body, dict):
+        raise StepFailed(f"{status} without a JSON object body")
+    return body
+
+
+def _b64decode(segment: str) -> bytes:
+    return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+
+
+def _clip(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 3] + "..."
