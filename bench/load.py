@@ -1,0 +1,213 @@
+"""Bounded HTTP/1.1 keep-alive load on loopback: wrk when installed, else an asyncio generator."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+__all__ = ["LoadResult", "run_load", "wrk_available"]
+
+# wrk feeds one token per request from a file; with a limit it stops once every token was sent,
+# so a "fresh token per request" run never wraps around into tokens the server has seen.
+_WRK_SCRIPT = """
+local tokens = {}
+local count = 0
+local index = 0
+local limit = 0
+local answered = 0
+
+function init(args)
+  for line in io.lines(args[1]) do
+    count = count + 1
+    tokens[count] = line
+  end
+  limit = tonumber(args[2]) or 0
+end
+
+function request()
+  index = index + 1
+  local token = tokens[((index - 1) % count) + 1]
+  return wrk.format(nil, nil, {["Authorization"] = "Bearer " .. token})
+end
+
+function response(status, headers, body)
+  answered = answered + 1
+  if limit > 0 and answered >= limit then
+    wrk.thread:stop()
+  end
+end
+"""
+
+
+@dataclass(slots=True)
+class LoadResult:
+    """What one load run measured; `rps` counts only answered requests."""
+
+    tool: str
+    requests: int
+    seconds: float
+    non_2xx: int = 0
+    errors: int = 0
+    statuses: Counter[int] = field(default_factory=Counter)
+
+    @property
+    def rps(self) -> float:
+        return self.requests / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def clean(self) -> bool:
+        """Every request answered 2xx, no socket errors."""
+        return self.requests > 0 and self.non_2xx == 0 and self.errors == 0
+
+
+def wrk_available() -> bool:
+    return shutil.which("wrk") is not None and os.environ.get("BENCH_LOAD") != "python"
+
+
+def run_load(
+    port: int,
+    path: str,
+    tokens: Sequence[str],
+    *,
+    connections: int,
+    duration: float,
+    max_requests: int = 0,
+) -> LoadResult:
+    """Send GET `path` with `Authorization: Bearer <token>` (tokens taken in turn).
+
+    Runs for `duration` seconds, or until `max_requests` answers when that is > 0.
+    """
+    if not tokens:
+        raise ValueError("at least one token is needed")
+    if wrk_available():
+        return _run_wrk(port, path, tokens, connections, duration, max_requests)
+    return asyncio.run(_run_python(port, path, tokens, connections, duration, max_requests))
+
+
+def _run_wrk(
+    port: int,
+    path: str,
+    tokens: Sequence[str],
+    connections: int,
+    duration: float,
+    max_requests: int,
+) -> LoadResult:
+    url = f"http://127.0.0.1:{port}{path}"
+    seconds = max(1, round(duration))
+    with tempfile.TemporaryDirectory(prefix="ksa-bench-wrk-") as tmp:
+        command = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--timeout", "5s"]
+        if len(tokens) == 1 and max_requests <= 0:
+            # A fixed header: no Lua per request, so wrk costs the least it can.
+            command += ["-H", f"Authorization: Bearer {tokens[0]}", url]
+        else:
+            script = Path(tmp, "tokens.lua")
+            script.write_text(_WRK_SCRIPT)
+            token_file = Path(tmp, "tokens.txt")
+            token_file.write_text("\n".join(tokens) + "\n")
+            command += ["-s", str(script), url, "--", str(token_file), str(max_requests)]
+        completed = subprocess.run(
+            command, capture_output=True, text=True, timeout=seconds + 30, check=False
+        )
+    if completed.returncode != 0:
+        raise RuntimeError(f"wrk failed ({completed.returncode}): {completed.stderr.strip()}")
+    return _parse_wrk(completed.stdout)
+
+
+def _parse_wrk(output: str) -> LoadResult:
+    done = re.search(r"(\d+) requests in ([\d.]+)(us|ms|s|m)", output)
+    if done is None:
+        raise RuntimeError(f"cannot read wrk output: {output!r}")
+    scale = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0}[done.group(3)]
+    requests, seconds = int(done.group(1)), float(done.group(2)) * scale
+    rate = re.search(r"Requests/sec:\s+([\d.]+)", output)
+    if rate is not None and float(rate.group(1)) > 0:
+        # wrk's own rate divides by its exact run time; the summary line rounds it.
+        seconds = requests / float(rate.group(1))
+    non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+    errors = re.search(
+        r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output
+    )
+    return LoadResult(
+        tool="wrk",
+        requests=requests,
+        seconds=seconds,
+        non_2xx=int(non_2xx.group(1)) if non_2xx else 0,
+        errors=sum(int(g) for g in errors.groups()) if errors else 0,
+    )
+
+
+async def _run_python(
+    port: int,
+    path: str,
+    tokens: Sequence[str],
+    connections: int,
+    duration: float,
+    max_requests: int,
+) -> LoadResult:
+    requests = [
+        (
+            f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+            f"Authorization: Bearer {token}\r\n\r\n"
+        ).encode()
+        for token in tokens
+    ]
+    limit = max_requests if max_requests > 0 else 1 << 62
+    state = {"next": 0, "answered": 0, "errors": 0}
+    statuses: Counter[int] = Counter()
+    start = time.perf_counter()
+    deadline = start + duration
+
+    async def connection() -> None:
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        except OSError:
+            state["errors"] += 1
+            return
+        try:
+            while time.perf_counter() < deadline and state["next"] < limit:
+                index = state["next"]
+                state["next"] += 1
+                writer.write(requests[index % len(requests)])
+                status = await _read_response(reader)
+                statuses[status] += 1
+                state["answered"] += 1
+        except (OSError, asyncio.IncompleteReadError, ValueError):
+            state["errors"] += 1
+        finally:
+            writer.close()
+
+    await asyncio.gather(*(connection() for _ in range(connections)))
+    seconds = time.perf_counter() - start
+    non_2xx = sum(n for status, n in statuses.items() if not 200 <= status < 300)
+    return LoadResult(
+        tool="python",
+        requests=state["answered"],
+        seconds=seconds,
+        non_2xx=non_2xx,
+        errors=state["errors"],
+        statuses=statuses,
+    )
+
+
+async def _read_response(reader: asyncio.StreamReader) -> int:
+    head = await reader.readuntil(b"\r\n\r\n")
+    lines = head.split(b"\r\n")
+    status = int(lines[0].split(b" ", 2)[1])
+    length = None
+    for line in lines[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            length = int(value.strip())
+    if length is None:
+        raise ValueError("response without Content-Length")
+    await reader.readexactly(length)
+    return status
