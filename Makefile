@@ -6,11 +6,14 @@ STAMP := $(VENV)/.installed
 
 .PHONY: run test lint typecheck imports unit venv clean
 
-# The venv is (re)built when missing or older than pyproject.toml.
-$(STAMP): pyproject.toml
+# The venv is (re)built when missing or older than pyproject.toml or the lock. The runtime
+# closure is installed exactly as the image ships it (deploy/requirements.lock), so the tests
+# run on the image's versions.
+$(STAMP): pyproject.toml deploy/requirements.lock
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test]' \
+		--requirement deploy/requirements.lock
 	@touch $(STAMP)
 
 venv: $(STAMP)
