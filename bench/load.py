@@ -14,15 +14,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["LoadResult", "run_load", "wrk_available"]
+__all__ = ["LoadResult", "run_load", "run_load_count", "wrk_available"]
 
-# wrk feeds one token per request from a file; with a limit it stops once every token was sent,
-# so a "fresh token per request" run never wraps around into tokens the server has seen.
+# wrk sends the tokens of a file in turn, from an offset, so successive "fresh token" runs
+# against one server go on with tokens it has not seen.
 _WRK_SCRIPT = """
 local tokens = {}
 local count = 0
 local index = 0
-local limit = 0
 local answered = 0
 
 function init(args)
@@ -30,20 +29,13 @@ function init(args)
     count = count + 1
     tokens[count] = line
   end
-  limit = tonumber(args[2]) or 0
+  index = tonumber(args[2]) or 0
 end
 
 function request()
   index = index + 1
   local token = tokens[((index - 1) % count) + 1]
   return wrk.format(nil, nil, {["Authorization"] = "Bearer " .. token})
-end
-
-function response(status, headers, body)
-  answered = answered + 1
-  if limit > 0 and answered >= limit then
-    wrk.thread:stop()
-  end
 end
 """
 
@@ -80,17 +72,28 @@ def run_load(
     *,
     connections: int,
     duration: float,
-    max_requests: int = 0,
+    offset: int = 0,
 ) -> LoadResult:
-    """Send GET `path` with `Authorization: Bearer <token>` (tokens taken in turn).
+    """Send GET `path` with `Authorization: Bearer <token>` for `duration` seconds.
 
-    Runs for `duration` seconds, or until `max_requests` answers when that is > 0.
+    Tokens are taken in turn starting at `offset` (wrapping around).
     """
     if not tokens:
         raise ValueError("at least one token is needed")
     if wrk_available():
-        return _run_wrk(port, path, tokens, connections, duration, max_requests)
-    return asyncio.run(_run_python(port, path, tokens, connections, duration, max_requests))
+        return _run_wrk(port, path, tokens, connections, duration, offset)
+    return asyncio.run(_run_python(port, path, tokens, connections, duration, 0, offset))
+
+
+def run_load_count(
+    port: int, path: str, tokens: Sequence[str], *, connections: int, requests: int
+) -> LoadResult:
+    """Send exactly `requests` requests (tokens in turn); the asyncio generator counts exactly."""
+    if not tokens:
+        raise ValueError("at least one token is needed")
+    # Bounded all the same: even at 100 req/s a run ends within its duration.
+    duration = max(60.0, requests / 100)
+    return asyncio.run(_run_python(port, path, tokens, connections, duration, requests, 0))
 
 
 def _run_wrk(
@@ -99,13 +102,13 @@ def _run_wrk(
     tokens: Sequence[str],
     connections: int,
     duration: float,
-    max_requests: int,
+    offset: int,
 ) -> LoadResult:
     url = f"http://127.0.0.1:{port}{path}"
     seconds = max(1, round(duration))
     with tempfile.TemporaryDirectory(prefix="ksa-bench-wrk-") as tmp:
         command = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--timeout", "5s"]
-        if len(tokens) == 1 and max_requests <= 0:
+        if len(tokens) == 1:
             # A fixed header: no Lua per request, so wrk costs the least it can.
             command += ["-H", f"Authorization: Bearer {tokens[0]}", url]
         else:
@@ -113,7 +116,7 @@ def _run_wrk(
             script.write_text(_WRK_SCRIPT)
             token_file = Path(tmp, "tokens.txt")
             token_file.write_text("\n".join(tokens) + "\n")
-            command += ["-s", str(script), url, "--", str(token_file), str(max_requests)]
+            command += ["-s", str(script), url, "--", str(token_file), str(offset)]
         completed = subprocess.run(
             command, capture_output=True, text=True, timeout=seconds + 30, check=False
         )
@@ -152,6 +155,7 @@ async def _run_python(
     connections: int,
     duration: float,
     max_requests: int,
+    offset: int,
 ) -> LoadResult:
     requests = [
         (
@@ -162,6 +166,7 @@ async def _run_python(
     ]
     limit = max_requests if max_requests > 0 else 1 << 62
     state = {"next": 0, "answered": 0, "errors": 0}
+    first = offset % len(requests)
     statuses: Counter[int] = Counter()
     start = time.perf_counter()
     deadline = start + duration
@@ -176,7 +181,7 @@ async def _run_python(
             while time.perf_counter() < deadline and state["next"] < limit:
                 index = state["next"]
                 state["next"] += 1
-                writer.write(requests[index % len(requests)])
+                writer.write(requests[(first + index) % len(requests)])
                 status = await _read_response(reader)
                 statuses[status] += 1
                 state["answered"] += 1

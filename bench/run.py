@@ -1,0 +1,530 @@
+"""`make bench`: micro, HTTP and memory figures in one run, printed as one table with targets."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import importlib.util
+import os
+import platform
+import re
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from bench import load, serving
+from bench.micro import MicroResult, run_micro
+from bench.report import Row, render
+
+__all__ = ["Config", "main", "run"]
+
+HELLO = "bench.hello:create_app"
+SEED = "bench.seed_baseline:create_app"
+BE2 = "entrypoints.be2:create_app"
+
+
+@dataclass(frozen=True)
+class Config:
+    """Sizes of one run; `smoke` shrinks everything to check the harness, not the figures."""
+
+    servers: tuple[str, ...] = serving.SERVERS
+    micro_samples: int = 400
+    micro_repeats: int = 7
+    duration: float = 3.0
+    warmup: float = 1.0
+    rounds: int = 3
+    connections: int = 50
+    fresh_tokens: int = 15_000
+    memory_requests: int = 100_000
+    memory_tokens: int = 10_000
+    memory_connections: int = 50
+    # The issue's targets (ratios measured side by side in this run).
+    first_sight_max_floor: float = 2.0
+    cache_hit_max_us: float = 5.0
+    hit_min_hello: float = 0.80
+    hit_min_seed: float = 3.0
+    miss_min_seed: float = 2.0
+    rss_max_mb: float = 150.0
+    cache_max_entries: int = 10_000
+    smoke: bool = False
+
+
+SMOKE = Config(
+    micro_samples=20,
+    micro_repeats=3,
+    duration=1.0,
+    warmup=0.2,
+    rounds=1,
+    connections=4,
+    fresh_tokens=40,
+    memory_requests=300,
+    memory_tokens=30,
+    memory_connections=4,
+    smoke=True,
+)
+
+
+@dataclass
+class HttpFigures:
+    """Median req/s per (server, app, load) and what else the HTTP runs saw."""
+
+    rps: dict[tuple[str, str, str], float] = field(default_factory=dict)
+    clean: dict[tuple[str, str, str], bool] = field(default_factory=dict)
+    tool: str = ""
+    be2_requests: dict[str, int] = field(default_factory=dict)
+    jwks_fetches: dict[str, int] = field(default_factory=dict)
+    miss_share: dict[str, float | None] = field(default_factory=dict)
+    shutdown: dict[tuple[str, str], serving.Shutdown] = field(default_factory=dict)
+
+
+@dataclass
+class MemoryFigures:
+    server: str
+    requests: int
+    distinct_tokens: int
+    rss_before: int
+    rss_after: int
+    cache_entries: int | None
+    clean: bool
+    jwks_fetches: int
+
+
+def _log(message: str) -> None:
+    print(f"[bench] {message}", file=sys.stderr, flush=True)
+
+
+# --- the devcluster and its tokens ----------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _devcluster(state_dir: Path) -> Iterator[Any]:
+    # The test harness is the one way to start the emulator and read its cluster.json.
+    from tests.devcluster_harness import start_devcluster
+
+    with start_devcluster(state_dir) as cluster:
+        yield cluster
+
+
+def _mint(cluster: Any, count: int, pod: str) -> list[str]:
+    """`count` distinct tokens from the devcluster's admin API (its keys: fair to both sides)."""
+
+    async def mint_all() -> list[str]:
+        headers = {"Authorization": f"Bearer {cluster.admin_token}"}
+        body = {
+            "namespace": "default",
+            "service_account": "be-sa",
+            "audiences": [cluster.api_audience],
+            "expiration_seconds": 3600,
+            "pod": pod,
+        }
+        tokens: list[str] = []
+        limit = asyncio.Semaphore(8)
+        async with httpx.AsyncClient(base_url=cluster.admin_url, timeout=30) as client:
+
+            async def one() -> None:
+                async with limit:
+                    response = await client.post("/admin/tokens/mint", json=body, headers=headers)
+                    response.raise_for_status()
+                    tokens.append(response.json()["token"])
+
+            await asyncio.gather(*(one() for _ in range(count)))
+        return tokens
+
+    return asyncio.run(mint_all())
+
+
+def _jwks_requests(cluster: Any) -> int:
+    return int(cluster.state().get("jwks_requests", 0))
+
+
+# --- the three apps ---------------------------------------------------------------------------
+
+
+def _serve_available() -> bool:
+    return importlib.util.find_spec("entrypoints.serve") is not None
+
+
+def _be2_command(server: str, port: int) -> list[str]:
+    if _serve_available():
+        # As users run it: `ksa-auth serve be2 --server ...`.
+        return [
+            sys.executable, "-m", "entrypoints.cli", "serve", "be2",
+            "--server", server, "--host", "127.0.0.1", "--port", str(port),
+        ]  # fmt: skip
+    return serving.server_command(server, BE2, port)
+
+
+def _be2_env(cluster: Any) -> dict[str, str]:
+    be2 = cluster.pod("be2")
+    return {
+        "KSA_TOKEN_FILE": str(be2.token_file),
+        "KSA_CA_FILE": str(cluster.ca_file),
+        "KSA_API_SERVER": cluster.url,
+        "KSA_ISSUER": cluster.issuer,
+        "KSA_DISCOVERY_URL": cluster.discovery_url,
+        "KSA_AUDIENCES": cluster.api_audience,
+        "KSA_ALLOWED_SUBJECTS": "system:serviceaccount:default:be-sa",
+        "KSA_VERIFIER": "jwks",
+    }
+
+
+def _seed_env(cluster: Any) -> dict[str, str]:
+    return {
+        "SEED_JWKS_URL": cluster.jwks_url,
+        "SEED_CA_FILE": str(cluster.ca_file),
+        "SEED_TOKEN_FILE": str(cluster.pod("be2").token_file),
+        "SEED_ISSUER": cluster.issuer,
+        "SEED_AUDIENCE": cluster.api_audience,
+    }
+
+
+def _start_be2(server: str, cluster: Any) -> serving.Running:
+    port = serving.free_port()
+    return serving.start(
+        "be2", _be2_command(server, port), port, ready_path="/readyz",
+        env=_be2_env(cluster), server=server,
+    )  # fmt: skip
+
+
+def _metric(port: int, name: str) -> float | None:
+    status, body = serving.http_get(port, "/metrics")
+    if status != 200:
+        return None
+    total = None
+    pattern = re.compile(rf"^{re.escape(name)}(?:\{{[^}}]*\}})? ([0-9.eE+-]+)$", re.MULTILINE)
+    for match in pattern.finditer(body.decode(errors="replace")):
+        total = (total or 0.0) + float(match.group(1))
+    return total
+
+
+def _cache_counts(port: int) -> tuple[float, float] | None:
+    hits = _metric(port, "ksa_auth_cache_hits_total")
+    misses = _metric(port, "ksa_auth_cache_misses_total")
+    if hits is None or misses is None:
+        return None
+    return hits, misses
+
+
+# --- HTTP runs --------------------------------------------------------------------------------
+
+
+def _http(config: Config, cluster: Any, reused: str, fresh: list[str]) -> HttpFigures:
+    figures = HttpFigures(tool="wrk" if load.wrk_available() else "python asyncio")
+    for server in config.servers:
+        _log(f"HTTP on {server}: starting hello, seed, be2")
+        hello_port, seed_port = serving.free_port(), serving.free_port()
+        hello = serving.start(
+            "hello", serving.server_command(server, HELLO, hello_port), hello_port,
+            ready_path="/", server=server,
+        )  # fmt: skip
+        seed = serving.start(
+            "seed", serving.server_command(server, SEED, seed_port), seed_port,
+            ready_path="/openapi.json", env=_seed_env(cluster), server=server,
+        )  # fmt: skip
+        be2 = _start_be2(server, cluster)
+        try:
+            _http_rounds(config, figures, server, cluster, reused, fresh, hello, seed, be2)
+        finally:
+            auth = {"Authorization": f"Bearer {reused}"}
+            figures.shutdown[(server, "hello")] = hello.stop(in_flight=("/slow", auth))
+            figures.shutdown[(server, "seed")] = seed.stop()
+            figures.shutdown[(server, "be2")] = be2.stop(in_flight=("/validate-auth", auth))
+    return figures
+
+
+def _http_rounds(
+    config: Config,
+    figures: HttpFigures,
+    server: str,
+    cluster: Any,
+    reused: str,
+    fresh: list[str],
+    hello: serving.Running,
+    seed: serving.Running,
+    be2: serving.Running,
+) -> None:
+    def run(port: int, path: str, tokens: Sequence[str], seconds: float, offset: int = 0) -> Any:
+        return load.run_load(
+            port, path, tokens, connections=config.connections, duration=seconds, offset=offset
+        )
+
+    # Warm every app (first requests import lazily, fill caches, open connection pools).
+    for app, path in ((hello, "/"), (seed, "/validate-auth"), (be2, "/validate-auth")):
+        run(app.port, path, [reused], config.warmup)
+    samples: dict[str, list[float]] = {}
+    clean: dict[str, bool] = {}
+    be2_requests = 0
+    cache_before = _cache_counts(be2.port)
+    jwks_before = _jwks_requests(cluster)
+    plan = [
+        ("hello/reused", hello.port, "/", False),
+        ("seed/reused", seed.port, "/validate-auth", False),
+        ("be2/reused", be2.port, "/validate-auth", False),
+        ("seed/fresh", seed.port, "/validate-auth", True),
+        ("be2/fresh", be2.port, "/validate-auth", True),
+    ]
+    # Each fresh run goes on with tokens that process has not seen yet.
+    offsets = {"seed/fresh": 0, "be2/fresh": 0}
+    fresh_requests = 0
+    for round_index in range(config.rounds):
+        _log(f"HTTP on {server}: round {round_index + 1}/{config.rounds}")
+        for name, port, path, is_fresh in plan:
+            tokens = fresh if is_fresh else [reused]
+            result = run(port, path, tokens, config.duration, offsets.get(name, 0))
+            samples.setdefault(name, []).append(result.rps)
+            clean[name] = clean.get(name, True) and result.clean
+            if name.startswith("be2/"):
+                be2_requests += result.requests
+            if is_fresh:
+                # Up to `connections` requests may be sent but not counted as answered.
+                offsets[name] += result.requests + config.connections
+            if name == "be2/fresh":
+                fresh_requests += result.requests
+    jwks_after = _jwks_requests(cluster)
+    cache_after = _cache_counts(be2.port)
+    for name, values in samples.items():
+        app, kind = name.split("/")
+        figures.rps[(server, app, kind)] = statistics.median(values)
+        figures.clean[(server, app, kind)] = clean[name]
+    figures.be2_requests[server] = be2_requests
+    figures.jwks_fetches[server] = jwks_after - jwks_before
+    figures.miss_share[server] = None
+    if cache_before is not None and cache_after is not None:
+        # Misses of the fresh runs over their requests: 1.0 means every fresh token was verified.
+        misses = cache_after[1] - cache_before[1]
+        figures.miss_share[server] = misses / fresh_requests if fresh_requests > 0 else None
+
+
+# --- memory -----------------------------------------------------------------------------------
+
+
+def _memory(config: Config, cluster: Any, server: str, tokens: list[str]) -> MemoryFigures:
+    _log(
+        f"memory on {server}: {config.memory_requests} requests over {len(tokens)} distinct tokens"
+    )
+    be2 = _start_be2(server, cluster)
+    try:
+        rss_before = be2.rss
+        jwks_before = _jwks_requests(cluster)
+        result = load.run_load_count(
+            be2.port, "/validate-auth", tokens,
+            connections=config.memory_connections, requests=config.memory_requests,
+        )  # fmt: skip
+        rss_after = be2.rss
+        entries = _metric(be2.port, "ksa_auth_cache_entries")
+        return MemoryFigures(
+            server=server,
+            requests=result.requests,
+            distinct_tokens=len(tokens),
+            rss_before=rss_before,
+            rss_after=rss_after,
+            cache_entries=int(entries) if entries is not None else None,
+            clean=result.clean,
+            jwks_fetches=_jwks_requests(cluster) - jwks_before,
+        )
+    finally:
+        be2.stop()
+
+
+# --- the table --------------------------------------------------------------------------------
+
+
+def _default_server() -> str | None:
+    if not _serve_available():
+        return None
+    from entrypoints import cli
+
+    parser = cli.build_parser() if hasattr(cli, "build_parser") else None
+    if parser is None:
+        return None
+    try:
+        args = parser.parse_args(["serve", "be2"])
+    except SystemExit:
+        return None
+    server = getattr(args, "server", None)
+    return server if isinstance(server, str) else None
+
+
+def _rows(
+    config: Config, micro: MicroResult, http: HttpFigures, memory: MemoryFigures, winner: str
+) -> list[Row]:
+    ns = micro.ns
+    floor = ns["floor"]
+    seed_in_process = ns["pyjwt_jwks_client"]
+
+    def us(name: str) -> str:
+        return f"{ns[name] / 1000:.1f} us"
+
+    rows = [
+        Row("floor: RSA-2048 verify + b64url + msgspec parse", us("floor"), 1.0,
+            to_seed=floor / seed_in_process),
+        Row("JoseVerifier, first sight (cache off)", us("jose_first_sight"),
+            ns["jose_first_sight"] / floor, to_seed=ns["jose_first_sight"] / seed_in_process,
+            target=f"<= {config.first_sight_max_floor:.1f}x floor",
+            ok=ns["jose_first_sight"] / floor <= config.first_sight_max_floor),
+        Row("CachingVerifier hit", us("cache_hit"), ns["cache_hit"] / floor,
+            to_seed=ns["cache_hit"] / seed_in_process,
+            target=f"<= {config.cache_hit_max_us:.0f} us",
+            ok=ns["cache_hit"] / 1000 <= config.cache_hit_max_us),
+        Row("PyJWT jwt.decode, key pre-fetched", us("pyjwt"), ns["pyjwt"] / floor,
+            to_seed=ns["pyjwt"] / seed_in_process),
+        Row("PyJWT PyJWKClient + jwt.decode (seed, in-process)", us("pyjwt_jwks_client"),
+            seed_in_process / floor, to_seed=1.0),
+        Row("joserfc jwt.decode + JWTClaimsRegistry", us("joserfc"), ns["joserfc"] / floor,
+            to_seed=ns["joserfc"] / seed_in_process),
+    ]  # fmt: skip
+    for server in config.servers:
+        judged = server == winner
+        hello = http.rps[(server, "hello", "reused")]
+        seed_hit = http.rps[(server, "seed", "reused")]
+        seed_miss = http.rps[(server, "seed", "fresh")]
+        be2_hit = http.rps[(server, "be2", "reused")]
+        be2_miss = http.rps[(server, "be2", "fresh")]
+        mark = "" if judged else " (info)"
+
+        def rps(key: tuple[str, str, str], value: float) -> str:
+            return f"{value:,.0f} req/s" + ("" if http.clean[key] else " NOT ALL 2xx")
+
+        share = http.miss_share.get(server)
+        share_text = f", {share:.0%} misses" if share is not None else ""
+        rows += [
+            Row(f"{server}: Litestar hello-world", rps((server, "hello", "reused"), hello),
+                to_hello=1.0, to_seed=hello / seed_hit),
+            Row(f"{server}: seed FastAPI+PyJWKClient, reused token",
+                rps((server, "seed", "reused"), seed_hit), to_hello=seed_hit / hello, to_seed=1.0),
+            Row(f"{server}: be2 /validate-auth, reused token",
+                rps((server, "be2", "reused"), be2_hit), to_hello=be2_hit / hello,
+                to_seed=be2_hit / seed_hit,
+                target=f">= {config.hit_min_hello:.0%} hello, >= {config.hit_min_seed:.0f}x seed"
+                + mark,
+                ok=(be2_hit >= config.hit_min_hello * hello
+                    and be2_hit >= config.hit_min_seed * seed_hit
+                    and http.clean[(server, "be2", "reused")]) if judged else None),
+            Row(f"{server}: seed, fresh token per request",
+                rps((server, "seed", "fresh"), seed_miss), to_hello=seed_miss / hello,
+                to_seed=1.0),
+            Row(f"{server}: be2, fresh token per request{share_text}",
+                rps((server, "be2", "fresh"), be2_miss), to_hello=be2_miss / hello,
+                to_seed=be2_miss / seed_miss,
+                target=f">= {config.miss_min_seed:.0f}x seed (fresh)" + mark,
+                ok=(be2_miss >= config.miss_min_seed * seed_miss
+                    and http.clean[(server, "be2", "fresh")]
+                    and (share is None or share >= 0.99)) if judged else None),
+        ]  # fmt: skip
+    for server in config.servers:
+        fetches = http.jwks_fetches[server]
+        requests = http.be2_requests[server]
+        rows.append(
+            Row(f"{server}: be2 JWKS fetches in steady state",
+                f"{fetches} in {requests:,} requests", target="0 per request",
+                ok=fetches == 0)
+        )  # fmt: skip
+    for server in config.servers:
+        for app in ("hello", "seed", "be2"):
+            shutdown = http.shutdown[(server, app)]
+            what = f"exit {shutdown.returncode} in {shutdown.seconds:.2f} s"
+            if shutdown.in_flight_status is not None or app != "seed":
+                what += f", in-flight -> {shutdown.in_flight_status}"
+            graceful = (
+                shutdown.graceful
+                if app != "seed"
+                else shutdown.returncode in (0, -15) and shutdown.seconds < 15
+            )
+            rows.append(Row(f"{server}: SIGTERM {app}", what, target="graceful", ok=graceful))
+    mb = memory.rss_after / 2**20
+    rows.append(
+        Row(f"{memory.server}: be2 RSS after {memory.requests:,} requests, "
+            f"{memory.distinct_tokens:,} tokens",
+            f"{mb:.1f} MB (start {memory.rss_before / 2**20:.1f} MB)",
+            target=f"<= {config.rss_max_mb:.0f} MB", ok=mb <= config.rss_max_mb and memory.clean)
+    )  # fmt: skip
+    entries = memory.cache_entries
+    rows.append(
+        Row(f"{memory.server}: be2 verified-token cache size",
+            "not exposed" if entries is None else f"{entries:,} entries",
+            target=f"<= {config.cache_max_entries:,} entries",
+            ok=entries is not None and entries <= config.cache_max_entries)
+    )  # fmt: skip
+    default = _default_server()
+    rows.append(
+        Row("ASGI server: measured winner (be2 reused-token req/s)",
+            f"{winner} (default of `ksa-auth serve`: {default or 'unknown'})",
+            target="default = winner", ok=default == winner)
+    )  # fmt: skip
+    return rows
+
+
+def _winner(config: Config, http: HttpFigures) -> str:
+    return max(config.servers, key=lambda server: http.rps[(server, "be2", "reused")])
+
+
+def machine() -> str:
+    """nproc, the CPU model and the Python version: what the figures depend on."""
+    model = "unknown CPU"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    return (
+        f"{os.cpu_count()} CPUs ({model}), Python {platform.python_version()}, "
+        f"{platform.system()} {platform.release()}"
+    )
+
+
+def run(config: Config) -> str:
+    """Run everything and return the table (with its title lines)."""
+    started = time.monotonic()
+    _log(f"micro: {config.micro_repeats} x {config.micro_samples} fresh tokens per case")
+    micro = run_micro(config.micro_samples, config.micro_repeats)
+    with (
+        tempfile.TemporaryDirectory(prefix="ksa-bench-cluster-") as tmp,
+        _devcluster(Path(tmp)) as cluster,
+    ):
+        pod = cluster.pod("be").name
+        count = max(config.fresh_tokens, config.memory_tokens)
+        _log(f"minting {count + 1} tokens through the devcluster admin API")
+        tokens = _mint(cluster, count + 1, pod)
+        reused, fresh = tokens[0], tokens[1:]
+        http = _http(config, cluster, reused, fresh)
+        winner = _winner(config, http)
+        memory = _memory(config, cluster, winner, fresh[: config.memory_tokens])
+    rows = _rows(config, micro, http, memory, winner)
+    title = (
+        f"ksa-auth bench{' (smoke: tiny counts, figures meaningless)' if config.smoke else ''}"
+        f" -- {machine()}\n"
+        f"micro: medians of {config.micro_repeats} runs x {config.micro_samples} tokens; "
+        f"HTTP: one worker, {http.tool}, {config.connections} connections, "
+        f"median of {config.rounds} x {config.duration:.0f} s per figure; "
+        f"took {time.monotonic() - started:.0f} s\n"
+    )
+    return render(rows, title)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--smoke", action="store_true", help="tiny counts: check the harness")
+    parser.add_argument("--servers", default=",".join(serving.SERVERS))
+    parser.add_argument("--duration", type=float, help="seconds per HTTP figure")
+    parser.add_argument("--rounds", type=int)
+    parser.add_argument("--output", type=Path, help="also write the table to this file")
+    args = parser.parse_args(argv)
+    config = SMOKE if args.smoke else Config()
+    config = replace(config, servers=tuple(s for s in args.servers.split(",") if s))
+    if args.duration is not None:
+        config = replace(config, duration=args.duration)
+    if args.rounds is not None:
+        config = replace(config, rounds=args.rounds)
+    table = run(config)
+    print(table, flush=True)
+    if args.output is not None:
+        args.output.write_text(table + "\n")
+    return 0
