@@ -177,9 +177,10 @@ class Stack:
             admin=self.admin,
         )
 
-    def describe(self) -> dict[str, Any]:
-        """What stack.json records: URLs, child pids and log files (no secrets)."""
+    def describe(self, phase: str) -> dict[str, Any]:
+        """What stack.json records: phase, URLs, child pids and log files (no secrets)."""
         return {
+            "phase": phase,
             "devcluster_url": self.cluster.url,
             "be_url": self.be_url,
             "be2_url": self.be2_url,
@@ -211,8 +212,9 @@ def start_stack(
     state_dir.mkdir(parents=True, exist_ok=True)
     logs = state_dir / "logs"
     cluster_json = state_dir / "cluster.json"
-    with contextlib.suppress(FileNotFoundError):
-        cluster_json.unlink()
+    for stale in (cluster_json, state_dir / "stack.json"):
+        with contextlib.suppress(FileNotFoundError):
+            stale.unlink()
     children: list[Child] = []
     try:
         with httpx.Client(trust_env=False) as client:
@@ -325,7 +327,9 @@ def _start_failed(error: Exception, total: int, started: float, out: TextIO) -> 
         (time.perf_counter() - started) * 1e3,
     )
     print(render_line(result, total), file=out, flush=True)
-    print(str(error), file=out, flush=True)
+    details = str(error).splitlines()[1:]
+    if details:
+        print("\n".join(details), file=out, flush=True)
     return result
 
 
@@ -341,6 +345,7 @@ def run_demo(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
         print(f"ksa-auth demo: state and logs in {state_dir}", file=out, flush=True)
         try:
             with start_stack(state_dir, args.token_ttl) as stack:
+                _write_json(state_dir / "stack.json", stack.describe("flow"))
                 results = _run_flow(stack, out)
         except (NotReady, OSError) as error:
             results = [_start_failed(error, _step_count(), started, out)]
@@ -354,36 +359,40 @@ def run_demo(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
 
 
 def run_up(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
-    """Run the flow, print URLs and curl commands, serve until SIGINT/SIGTERM or a child dies."""
+    """Run the flow, print URLs and curl commands, serve until SIGINT/SIGTERM or a child dies.
+
+    Exit code: 0 when every step passed and we were stopped by a signal; 1 when a step failed
+    or a child died; 130 when interrupted before the flow finished.
+    """
     keep = [False]
     started = time.perf_counter()
+    results: list[StepResult] = []
     with _signals_interrupt(), _state_directory(args.state_dir, keep) as state_dir:
         print(f"ksa-auth up: state and logs in {state_dir}", file=out, flush=True)
         stack_file = state_dir / "stack.json"
         try:
             with start_stack(state_dir, args.token_ttl) as stack:
+                _write_json(stack_file, stack.describe("flow"))
                 results = _run_flow(stack, out)
                 print("", file=out)
                 print(render_table(results), file=out)
                 print("", file=out)
                 print(usage_text(stack), file=out, flush=True)
-                _write_json(stack_file, stack.describe())
-                code = _serve_until_stopped(stack, out)
-                passed = all(r.passed for r in results)
-                return code if code else (0 if passed else 1)
+                _write_json(stack_file, stack.describe("serving"))
+                _serve_until_stopped(stack, out)
+                return 1
         except KeyboardInterrupt:
             print("stopped: every child process has exited", file=out, flush=True)
-            return 0
+            if not results:
+                return 130
+            return 0 if all(r.passed for r in results) else 1
         except (NotReady, OSError) as error:
             _start_failed(error, _step_count(), started, out)
             return 1
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                stack_file.unlink()
 
 
-def _serve_until_stopped(stack: Stack, out: TextIO) -> int:
-    """Block until a signal (KeyboardInterrupt propagates) or a child ends (returns 1)."""
+def _serve_until_stopped(stack: Stack, out: TextIO) -> None:
+    """Block until a signal (KeyboardInterrupt propagates) or a child ends (returns)."""
     while True:
         for child in stack.children:
             code = child.process.poll()
@@ -393,7 +402,7 @@ def _serve_until_stopped(stack: Stack, out: TextIO) -> int:
                     file=out,
                     flush=True,
                 )
-                return 1
+                return
         # A watchdog tick, not a synchronisation: signals interrupt it at once.
         time.sleep(0.5)
 
