@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck imports unit venv clean
+.PHONY: run test lint typecheck imports unit venv newman clean
 
 # The venv is (re)built when missing or older than pyproject.toml or the lock. The runtime
 # closure is installed exactly as the image ships it (deploy/requirements.lock), so the tests
@@ -17,6 +17,21 @@ $(STAMP): pyproject.toml deploy/requirements.lock
 	@touch $(STAMP)
 
 venv: $(STAMP)
+
+# newman (the npm package) for the Postman e2e test, installed from its lock file under the repo,
+# only when missing or older than the lock. Without npm the e2e test says newman is missing
+# (and fails under CI=true).
+NEWMAN_DIR := tools/newman
+NEWMAN := $(NEWMAN_DIR)/node_modules/.bin/newman
+
+$(NEWMAN): $(NEWMAN_DIR)/package.json $(NEWMAN_DIR)/package-lock.json
+	@if command -v npm >/dev/null 2>&1; then \
+		npm ci --prefix $(NEWMAN_DIR) --no-audit --no-fund --loglevel=error && touch $(NEWMAN); \
+	else \
+		echo "npm not found: newman is not installed, the Postman e2e test cannot run"; \
+	fi
+
+newman: $(NEWMAN)
 
 run: $(STAMP)
 	$(BIN)/ksa-auth up
@@ -31,10 +46,11 @@ typecheck: $(STAMP)
 imports: $(STAMP)
 	$(BIN)/lint-imports
 
-unit: $(STAMP)
+unit: $(STAMP) $(NEWMAN)
 	$(BIN)/python -m pytest
 
 test: lint typecheck imports unit
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .import_linter_cache
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .import_linter_cache \
+		$(NEWMAN_DIR)/node_modules
