@@ -42,7 +42,7 @@ def free_port() -> int:
 
 
 def server_command(server: str, factory: str, port: int) -> list[str]:
-    """One worker, no access log: the same settings `ksa-auth serve` uses for be2."""
+    """One worker, no server access log: as `ksa-auth serve` runs be2 (entrypoints/serve.py)."""
     if server == "uvicorn":
         return [
             sys.executable, "-m", "uvicorn", "--factory", factory,
@@ -53,7 +53,7 @@ def server_command(server: str, factory: str, port: int) -> list[str]:
         return [
             sys.executable, "-m", "granian", "--interface", "asgi", "--factory",
             "--host", "127.0.0.1", "--port", str(port),
-            "--workers", "1", "--log-level", "warning", "--no-ws", factory,
+            "--workers", "1", "--log-level", "warning", factory,
         ]  # fmt: skip
     raise ValueError(f"unknown server {server!r}: one of {SERVERS}")
 
