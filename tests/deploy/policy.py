@@ -1,0 +1,509 @@
+"""The points of issue 6 as checks over rendered manifests; each returns the problems it finds."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+from urllib.parse import urlsplit
+
+from domain.policy import SubjectPolicy
+from entrypoints.settings import DEFAULTS, Settings, SettingsError, load_settings
+from tests.deploy.manifests import Document, find, identify, one
+
+API_AUDIENCE = "https://kubernetes.default.svc.cluster.local"
+SERVICE_ACCOUNTS = {"be": "be-sa", "be2": "be2-sa"}
+CONTAINER_PORT = 8080
+HARDENED_AUDIENCE = "be2"
+HARDENED_TOKEN_SECONDS = 3600
+AUTH_DELEGATOR = "system:auth-delegator"
+
+Check = Callable[[list[Document]], list[str]]
+
+
+# --- reading the manifests -------------------------------------------------------------------
+
+
+def namespace_of(doc: Document) -> str:
+    """metadata.namespace, or "" when the manifest leaves it to kubectl's context."""
+    return str((doc.get("metadata") or {}).get("namespace") or "")
+
+
+def pod_spec(deployment: Document) -> dict[str, Any]:
+    return dict(deployment.get("spec", {}).get("template", {}).get("spec") or {})
+
+
+def pod_labels(deployment: Document) -> dict[str, str]:
+    metadata = deployment.get("spec", {}).get("template", {}).get("metadata") or {}
+    return dict(metadata.get("labels") or {})
+
+
+def container(deployment: Document, name: str) -> dict[str, Any] | None:
+    return next(
+        (c for c in pod_spec(deployment).get("containers") or [] if c["name"] == name), None
+    )
+
+
+def literal_env(container_spec: Mapping[str, Any]) -> dict[str, str]:
+    """The container's `env` entries that have a literal value (valueFrom is not used here)."""
+    return {
+        str(item["name"]): str(item.get("value", ""))
+        for item in container_spec.get("env") or []
+        if "valueFrom" not in item
+    }
+
+
+def settings_of(container_spec: Mapping[str, Any]) -> Settings | str:
+    """The settings the service would load from this environment, or why it would not start."""
+    try:
+        return load_settings(literal_env(container_spec))
+    except SettingsError as error:
+        return str(error)
+
+
+def subject_of(deployment: Document) -> str:
+    """The `sub` of tokens issued to this Deployment's pods."""
+    account = pod_spec(deployment).get("serviceAccountName") or "default"
+    return f"system:serviceaccount:{namespace_of(deployment) or 'default'}:{account}"
+
+
+def automounts_api_token(docs: list[Document], deployment: Document) -> bool:
+    """Whether the kubelet mounts kube-api-access: the pod's field wins over the account's."""
+    spec = pod_spec(deployment)
+    if "automountServiceAccountToken" in spec:
+        return bool(spec["automountServiceAccountToken"])
+    account = spec.get("serviceAccountName") or "default"
+    for service_account in find(docs, "ServiceAccount", account):
+        if namespace_of(service_account) == namespace_of(deployment):
+            return bool(service_account.get("automountServiceAccountToken", True))
+    return True
+
+
+def selector_matches(selector: Mapping[str, Any], labels: Mapping[str, str]) -> bool:
+    """Kubernetes LabelSelector semantics; an empty selector selects everything."""
+    for key, value in (selector.get("matchLabels") or {}).items():
+        if labels.get(key) != value:
+            return False
+    for expression in selector.get("matchExpressions") or []:
+        key, operator = expression["key"], expression["operator"]
+        values = set(expression.get("values") or [])
+        present = key in labels
+        if operator == "In" and not (present and labels[key] in values):
+            return False
+        if operator == "NotIn" and present and labels[key] in values:
+            return False
+        if operator == "Exists" and not present:
+            return False
+        if operator == "DoesNotExist" and present:
+            return False
+    return True
+
+
+def port_names(container_spec: Mapping[str, Any]) -> dict[str | int, int]:
+    """containerPort by name and by number, for resolving probe and Service targets."""
+    ports: dict[str | int, int] = {}
+    for port in container_spec.get("ports") or []:
+        ports[int(port["containerPort"])] = int(port["containerPort"])
+        if "name" in port:
+            ports[str(port["name"])] = int(port["containerPort"])
+    return ports
+
+
+# --- checks for every overlay ----------------------------------------------------------------
+
+
+def baseline_problems(docs: list[Document]) -> list[str]:
+    """ServiceAccounts, Deployments, probes, resources, securityContext, Services, settings."""
+    problems: list[str] = []
+    for service, account in SERVICE_ACCOUNTS.items():
+        deployment = one(docs, "Deployment", service)
+        if deployment is None:
+            problems.append(f"Deployment/{service} is missing")
+            continue
+        problems += _identity_problems(docs, deployment, account)
+        spec = container(deployment, service)
+        if spec is None:
+            problems.append(f"{identify(deployment)}: no container named {service}")
+            continue
+        where = f"{identify(deployment)}: container {service}"
+        problems += [f"{where}: {p}" for p in _container_problems(deployment, spec, service)]
+        problems += _service_problems(docs, deployment, spec, service)
+    problems += _be_reaches_be2_problems(docs)
+    return problems
+
+
+def _identity_problems(docs: list[Document], deployment: Document, account: str) -> list[str]:
+    spec = pod_spec(deployment)
+    where = identify(deployment)
+    actual = spec.get("serviceAccountName")
+    if actual is None:
+        return [f"{where}: serviceAccountName is missing (the pod would run as `default`)"]
+    if actual != account:
+        return [f"{where}: serviceAccountName is {actual!r}, expected {account!r}"]
+    same_namespace = [
+        sa
+        for sa in find(docs, "ServiceAccount", account)
+        if namespace_of(sa) == namespace_of(deployment)
+    ]
+    if not same_namespace:
+        return [f"{where}: ServiceAccount {account} is not in the manifests of its namespace"]
+    problems = []
+    if spec.get("hostNetwork") or spec.get("hostPID") or spec.get("hostIPC"):
+        problems.append(f"{where}: shares a host namespace (hostNetwork/hostPID/hostIPC)")
+    return problems
+
+
+def _container_problems(deployment: Document, spec: Mapping[str, Any], service: str) -> list[str]:
+    problems: list[str] = []
+    args = [str(arg) for arg in spec.get("args") or []]
+    expected = ["serve", service, "--host", "0.0.0.0", "--port", str(CONTAINER_PORT)]
+    if args != expected:
+        problems.append(f"args are {args}, expected {expected}")
+    ports = port_names(spec)
+    if CONTAINER_PORT not in ports:
+        problems.append(f"containerPort {CONTAINER_PORT} (where the server listens) not declared")
+    for probe, path in (("readinessProbe", "/readyz"), ("livenessProbe", "/healthz")):
+        get = (spec.get(probe) or {}).get("httpGet") or {}
+        if get.get("path") != path:
+            problems.append(f"{probe} is not an httpGet on {path}")
+        elif ports.get(get.get("port")) != CONTAINER_PORT:
+            problems.append(f"{probe} port {get.get('port')!r} is not the server's port")
+    resources = spec.get("resources") or {}
+    for kind in ("requests", "limits"):
+        for resource in ("cpu", "memory"):
+            if resource not in (resources.get(kind) or {}):
+                problems.append(f"resources.{kind}.{resource} is not set")
+    problems += _security_problems(pod_spec(deployment), spec)
+    problems += _image_problems(str(spec.get("image") or ""))
+    problems += _settings_problems(spec)
+    return problems
+
+
+def _security_problems(pod: Mapping[str, Any], spec: Mapping[str, Any]) -> list[str]:
+    pod_context = pod.get("securityContext") or {}
+    context = spec.get("securityContext") or {}
+
+    def effective(field: str) -> Any:
+        # A container's securityContext overrides the pod's for the fields both have.
+        return context.get(field, pod_context.get(field))
+
+    problems: list[str] = []
+    if effective("runAsNonRoot") is not True:
+        problems.append("securityContext.runAsNonRoot is not true")
+    user = effective("runAsUser")
+    if user is None:
+        problems.append("runAsUser is not set (the kubelet cannot prove a name is non-root)")
+    elif int(user) == 0:
+        problems.append("runs as root (runAsUser 0)")
+    if effective("runAsGroup") == 0:
+        problems.append("runs with group root (runAsGroup 0)")
+    if context.get("allowPrivilegeEscalation") is not False:
+        problems.append("securityContext.allowPrivilegeEscalation is not false")
+    if context.get("readOnlyRootFilesystem") is not True:
+        problems.append("securityContext.readOnlyRootFilesystem is not true")
+    if context.get("privileged"):
+        problems.append("securityContext.privileged is true")
+    capabilities = context.get("capabilities") or {}
+    if "ALL" not in (capabilities.get("drop") or []):
+        problems.append("securityContext.capabilities.drop does not contain ALL")
+    if capabilities.get("add"):
+        problems.append(f"securityContext.capabilities.add is {capabilities['add']}")
+    if (effective("seccompProfile") or {}).get("type") != "RuntimeDefault":
+        problems.append("seccompProfile.type is not RuntimeDefault")
+    return problems
+
+
+def _image_problems(image: str) -> list[str]:
+    if "@sha256:" in image:
+        return []
+    name, _, tag = image.rpartition(":")
+    if not name or "/" in tag:
+        return [f"image {image!r} has no tag (it would be :latest)"]
+    if tag == "latest":
+        return [f"image {image!r} uses the latest tag"]
+    return []
+
+
+def _settings_problems(spec: Mapping[str, Any]) -> list[str]:
+    env = literal_env(spec)
+    problems = [f"env {name} is not a SPEC §3 setting" for name in env if name not in DEFAULTS]
+    settings = settings_of(spec)
+    if isinstance(settings, str):
+        problems.append(f"the service would not start: {settings}")
+    return problems
+
+
+def _service_problems(
+    docs: list[Document], deployment: Document, spec: Mapping[str, Any], service: str
+) -> list[str]:
+    candidates = [
+        s for s in find(docs, "Service", service) if namespace_of(s) == namespace_of(deployment)
+    ]
+    if not candidates:
+        return [f"Service/{service} is missing beside {identify(deployment)}"]
+    svc = candidates[0]
+    where = identify(svc)
+    problems: list[str] = []
+    if svc["spec"].get("type", "ClusterIP") != "ClusterIP":
+        problems.append(f"{where}: type is {svc['spec']['type']}, expected ClusterIP")
+    selector = svc["spec"].get("selector") or {}
+    if not selector or not selector_matches({"matchLabels": selector}, pod_labels(deployment)):
+        problems.append(f"{where}: selector {selector} does not select {identify(deployment)}")
+    ports = port_names(spec)
+    for port in svc["spec"].get("ports") or []:
+        target = port.get("targetPort", port.get("port"))
+        if ports.get(target) != CONTAINER_PORT:
+            problems.append(f"{where}: targetPort {target!r} is not the server's port")
+    return problems
+
+
+def _be_reaches_be2_problems(docs: list[Document]) -> list[str]:
+    be, be2_service = one(docs, "Deployment", "be"), one(docs, "Service", "be2")
+    spec = container(be, "be") if be is not None else None
+    if spec is None or be2_service is None:
+        return []  # reported by the checks above
+    settings = settings_of(spec)
+    if isinstance(settings, str):
+        return []
+    url = urlsplit(settings.be2_url)
+    ports = [int(p["port"]) for p in be2_service["spec"].get("ports") or []]
+    default = 443 if url.scheme == "https" else 80
+    host = (url.hostname or "").split(".")[0]
+    if host != "be2" or (url.port or default) not in ports:
+        return [f"Deployment/be: KSA_BE2_URL {settings.be2_url} is not Service/be2 {ports}"]
+    return []
+
+
+# --- overlay-specific checks -----------------------------------------------------------------
+
+
+def _workloads(docs: list[Document]) -> tuple[Document, Document, dict[str, Any], dict[str, Any]]:
+    be, be2 = one(docs, "Deployment", "be"), one(docs, "Deployment", "be2")
+    if be is None or be2 is None:
+        raise LookupError("Deployment be or be2 is missing")
+    be_spec, be2_spec = container(be, "be"), container(be2, "be2")
+    if be_spec is None or be2_spec is None:
+        raise LookupError("container be or be2 is missing")
+    return be, be2, be_spec, be2_spec
+
+
+def _settings_or_problem(spec: Mapping[str, Any], where: str) -> tuple[Settings | None, list[str]]:
+    settings = settings_of(spec)
+    if isinstance(settings, str):
+        return None, [f"{where}: the service would not start: {settings}"]
+    return settings, []
+
+
+def docker_desktop_problems(docs: list[Document]) -> list[str]:
+    """The seed's setup: default API-audience token, be2 accepts it, locally built image."""
+    try:
+        be, be2, be_spec, be2_spec = _workloads(docs)
+    except LookupError as error:
+        return [str(error)]
+    problems: list[str] = []
+    for deployment, spec in ((be, be_spec), (be2, be2_spec)):
+        if namespace_of(deployment) != "default":
+            problems.append(f"{identify(deployment)}: not in namespace default (the seed's)")
+        if spec.get("imagePullPolicy") != "IfNotPresent":
+            problems.append(
+                f"{identify(deployment)}: imagePullPolicy is {spec.get('imagePullPolicy')!r}, "
+                "expected IfNotPresent (the image is built locally, not pulled)"
+            )
+    be_settings, found = _settings_or_problem(be_spec, "Deployment/be")
+    problems += found
+    if not automounts_api_token(docs, be):
+        problems.append("Deployment/be: the default API-audience token is not mounted")
+    if be_settings is not None:
+        if be_settings.token_file != DEFAULTS["KSA_TOKEN_FILE"]:
+            problems.append(f"Deployment/be: KSA_TOKEN_FILE is {be_settings.token_file}")
+        if not be_settings.expose_token:
+            problems.append("Deployment/be: /get-jwt is off (the seed's flow needs it)")
+    be2_settings, found = _settings_or_problem(be2_spec, "Deployment/be2")
+    problems += found
+    if be2_settings is not None:
+        if be2_settings.audiences != (API_AUDIENCE,):
+            problems.append(
+                f"Deployment/be2: KSA_AUDIENCES is {be2_settings.audiences}, expected "
+                f"the API audience {API_AUDIENCE} that default tokens carry"
+            )
+        if API_AUDIENCE not in be2_settings.issuers:
+            problems.append(f"Deployment/be2: KSA_ISSUER {be2_settings.issuers} lacks the issuer")
+        if not be2_settings.policy.allows(subject_of(be)):
+            problems.append(f"Deployment/be2: KSA_ALLOWED_SUBJECTS does not allow {subject_of(be)}")
+    return problems
+
+
+def hardened_problems(docs: list[Document]) -> list[str]:
+    """be: audience-`be2` projected token only; be2: that audience and be's subject only."""
+    try:
+        be, be2, be_spec, be2_spec = _workloads(docs)
+    except LookupError as error:
+        return [str(error)]
+    problems: list[str] = []
+    if pod_spec(be).get("automountServiceAccountToken") is not False:
+        problems.append("Deployment/be: automountServiceAccountToken is not false")
+    if not automounts_api_token(docs, be2):
+        problems.append(
+            "Deployment/be2: its API token is not mounted, but be2 needs it to read "
+            "discovery/JWKS (default RBAC) or to call TokenReview"
+        )
+    be_settings, found = _settings_or_problem(be_spec, "Deployment/be")
+    problems += found
+    if be_settings is not None:
+        problems += _projected_token_problems(be, be_spec, be_settings.token_file)
+        if be_settings.expose_token:
+            problems.append("Deployment/be: KSA_EXPOSE_TOKEN is not false")
+    be2_settings, found = _settings_or_problem(be2_spec, "Deployment/be2")
+    problems += found
+    if be2_settings is not None:
+        if be2_settings.audiences != (HARDENED_AUDIENCE,):
+            problems.append(
+                f"Deployment/be2: KSA_AUDIENCES is {be2_settings.audiences}, "
+                f"expected ({HARDENED_AUDIENCE!r},) only"
+            )
+        expected = SubjectPolicy(frozenset({subject_of(be)}))
+        if be2_settings.policy != expected:
+            policy = be2_settings.policy
+            problems.append(
+                f"Deployment/be2: KSA_ALLOWED_SUBJECTS allows {sorted(policy.subjects)} and "
+                f"namespaces {sorted(policy.namespaces)}, expected exactly {subject_of(be)}"
+            )
+    problems += network_policy_problems(docs)
+    return problems
+
+
+def _projected_token_problems(be: Document, spec: Mapping[str, Any], token_file: str) -> list[str]:
+    where = f"Deployment/be: KSA_TOKEN_FILE {token_file}"
+    for mount in spec.get("volumeMounts") or []:
+        prefix = str(mount["mountPath"]).rstrip("/") + "/"
+        if not token_file.startswith(prefix):
+            continue
+        relative = token_file[len(prefix) :]
+        volume = next(
+            (v for v in pod_spec(be).get("volumes") or [] if v["name"] == mount["name"]), {}
+        )
+        for source in (volume.get("projected") or {}).get("sources") or []:
+            token = source.get("serviceAccountToken")
+            if token is None or token.get("path") != relative:
+                continue
+            problems = []
+            if token.get("audience") != HARDENED_AUDIENCE:
+                problems.append(f"{where}: audience is {token.get('audience')!r}, expected be2")
+            if token.get("expirationSeconds") != HARDENED_TOKEN_SECONDS:
+                problems.append(
+                    f"{where}: expirationSeconds is {token.get('expirationSeconds')!r}, "
+                    f"expected {HARDENED_TOKEN_SECONDS}"
+                )
+            if mount.get("readOnly") is not True:
+                problems.append(f"{where}: the token volume is not mounted readOnly")
+            return problems
+        return [f"{where}: volume {mount['name']} has no serviceAccountToken at {relative}"]
+    return [f"{where}: no volume is mounted there (a projected serviceAccountToken must be)"]
+
+
+def network_policy_problems(docs: list[Document]) -> list[str]:
+    """be2 is isolated for ingress, and every allowed peer is be's pods and nothing else."""
+    try:
+        be, be2, _, _ = _workloads(docs)
+    except LookupError as error:
+        return [str(error)]
+    be_labels, be2_labels = pod_labels(be), pod_labels(be2)
+    # Pods that must not match a peer: be2 itself, a stranger in the same app, an unlabelled pod.
+    outsiders = [
+        be2_labels,
+        {"app.kubernetes.io/name": "intruder", "app.kubernetes.io/part-of": "ksa-auth"},
+        {},
+    ]
+    policies = [
+        np
+        for np in find(docs, "NetworkPolicy")
+        if namespace_of(np) == namespace_of(be2)
+        and selector_matches(np["spec"].get("podSelector") or {}, be2_labels)
+        and "Ingress" in (np["spec"].get("policyTypes") or ["Ingress"])
+    ]
+    if not policies:
+        return ["NetworkPolicy: none isolates be2's pods for Ingress (anyone can reach be2)"]
+    problems: list[str] = []
+    be_allowed = False
+    server_ports = port_names(container(be2, "be2") or {})
+    for policy in policies:
+        where = identify(policy)
+        for rule in policy["spec"].get("ingress") or []:
+            ports = rule.get("ports") or [{}]
+            # A rule's ports name the pod's port (number or name); no ports means every port.
+            if not any(server_ports.get(p.get("port", CONTAINER_PORT)) for p in ports):
+                continue
+            peers = rule.get("from")
+            if not peers:
+                problems.append(f"{where}: an ingress rule without `from` admits every source")
+                be_allowed = True
+                continue
+            for peer in peers:
+                if "ipBlock" in peer or "namespaceSelector" in peer:
+                    problems.append(f"{where}: peer {peer} admits more than be's pods")
+                    continue
+                selector = peer.get("podSelector") or {}
+                if any(selector_matches(selector, other) for other in outsiders):
+                    problems.append(
+                        f"{where}: peer podSelector {selector} admits pods other than be"
+                    )
+                if selector_matches(selector, be_labels):
+                    be_allowed = True
+    if not be_allowed:
+        problems.append("NetworkPolicy: no ingress rule lets be's pods reach be2")
+    return problems
+
+
+def _be2_verifier(docs: list[Document]) -> str | None:
+    be2 = one(docs, "Deployment", "be2")
+    spec = container(be2, "be2") if be2 is not None else None
+    settings = settings_of(spec) if spec is not None else "missing"
+    return None if isinstance(settings, str) else settings.verifier
+
+
+def _delegator_bindings(docs: list[Document]) -> list[Document]:
+    """ClusterRoleBindings that give be2-sa (in be2's namespace) system:auth-delegator."""
+    be2 = one(docs, "Deployment", "be2")
+    namespace = namespace_of(be2) if be2 is not None else ""
+    return [
+        binding
+        for binding in find(docs, "ClusterRoleBinding")
+        if binding.get("roleRef", {}).get("kind") == "ClusterRole"
+        and binding["roleRef"].get("name") == AUTH_DELEGATOR
+        and binding["roleRef"].get("apiGroup") == "rbac.authorization.k8s.io"
+        and any(
+            subject.get("kind") == "ServiceAccount"
+            and subject.get("name") == "be2-sa"
+            and subject.get("namespace") == namespace
+            for subject in binding.get("subjects") or []
+        )
+    ]
+
+
+def jwks_problems(docs: list[Document]) -> list[str]:
+    """be2 verifies with JWKS, which needs no RBAC beyond the default discovery binding."""
+    problems = []
+    if _be2_verifier(docs) != "jwks":
+        problems.append(f"Deployment/be2: KSA_VERIFIER is {_be2_verifier(docs)!r}, expected jwks")
+    if _delegator_bindings(docs):
+        problems.append(f"be2-sa is bound to {AUTH_DELEGATOR} but the JWKS verifier needs no RBAC")
+    return problems
+
+
+def tokenreview_problems(docs: list[Document]) -> list[str]:
+    """be2 verifies with TokenReview and be2-sa may create tokenreviews."""
+    problems = []
+    if _be2_verifier(docs) != "tokenreview":
+        problems.append(
+            f"Deployment/be2: KSA_VERIFIER is {_be2_verifier(docs)!r}, expected tokenreview"
+        )
+    if not _delegator_bindings(docs):
+        problems.append(
+            f"no ClusterRoleBinding gives be2-sa in be2's namespace {AUTH_DELEGATOR} "
+            "(TokenReview would answer 403)"
+        )
+    return problems
+
+
+def all_problems(docs: list[Document], checks: Iterable[Check]) -> list[str]:
+    """Every problem the given checks find."""
+    return [problem for check in checks for problem in check(docs)]
