@@ -42,7 +42,8 @@ class Config:
     warmup: float = 1.0
     rounds: int = 3
     connections: int = 50
-    fresh_tokens: int = 15_000
+    # Fresh-token runs send exactly one request per token (a count, not a duration).
+    fresh_requests: int = 4_000
     memory_requests: int = 100_000
     memory_tokens: int = 10_000
     memory_connections: int = 50
@@ -64,7 +65,7 @@ SMOKE = Config(
     warmup=0.2,
     rounds=1,
     connections=4,
-    fresh_tokens=40,
+    fresh_requests=40,
     memory_requests=300,
     memory_tokens=30,
     memory_connections=4,
@@ -126,7 +127,7 @@ def _mint(cluster: Any, count: int, pod: str) -> list[str]:
             "pod": pod,
         }
         tokens: list[str] = []
-        limit = asyncio.Semaphore(8)
+        limit = asyncio.Semaphore(64)
         async with httpx.AsyncClient(base_url=cluster.admin_url, timeout=30) as client:
 
             async def one() -> None:
@@ -206,8 +207,8 @@ def _metric(port: int, name: str) -> float | None:
 
 
 def _cache_counts(port: int) -> tuple[float, float] | None:
-    hits = _metric(port, "ksa_auth_cache_hits_total")
-    misses = _metric(port, "ksa_auth_cache_misses_total")
+    hits = _metric(port, "ksa_verified_cache_hits_total")
+    misses = _metric(port, "ksa_verified_cache_misses_total")
     if hits is None or misses is None:
         return None
     return hits, misses
@@ -217,7 +218,8 @@ def _cache_counts(port: int) -> tuple[float, float] | None:
 
 
 def _http(config: Config, cluster: Any, reused: str, fresh: list[str]) -> HttpFigures:
-    figures = HttpFigures(tool="wrk" if load.wrk_available() else "python asyncio")
+    reused_tool = "wrk" if load.wrk_available() else "asyncio generator"
+    figures = HttpFigures(tool=f"reused token: {reused_tool}; fresh tokens: asyncio generator")
     for server in config.servers:
         _log(f"HTTP on {server}: starting hello, seed, be2")
         hello_port, seed_port = serving.free_port(), serving.free_port()
@@ -251,56 +253,66 @@ def _http_rounds(
     seed: serving.Running,
     be2: serving.Running,
 ) -> None:
-    def run(port: int, path: str, tokens: Sequence[str], seconds: float, offset: int = 0) -> Any:
-        return load.run_load(
-            port, path, tokens, connections=config.connections, duration=seconds, offset=offset
+    reuse = [reused]
+
+    def timed(port: int, seconds: float) -> load.LoadResult:
+        path = "/" if port == hello.port else "/validate-auth"
+        return load.run_load(port, path, reuse, connections=config.connections, duration=seconds)
+
+    def counted(port: int) -> load.LoadResult:
+        # Exactly one request per fresh token, timed to the last answer.
+        return load.run_load_count(
+            port, "/validate-auth", fresh, connections=config.connections, requests=len(fresh)
         )
 
     # Warm every app (first requests import lazily, fill caches, open connection pools).
-    for app, path in ((hello, "/"), (seed, "/validate-auth"), (be2, "/validate-auth")):
-        run(app.port, path, [reused], config.warmup)
+    for app in (hello, seed, be2):
+        timed(app.port, config.warmup)
     samples: dict[str, list[float]] = {}
     clean: dict[str, bool] = {}
     be2_requests = 0
-    cache_before = _cache_counts(be2.port)
-    jwks_before = _jwks_requests(cluster)
-    plan = [
-        ("hello/reused", hello.port, "/", False),
-        ("seed/reused", seed.port, "/validate-auth", False),
-        ("be2/reused", be2.port, "/validate-auth", False),
-        ("seed/fresh", seed.port, "/validate-auth", True),
-        ("be2/fresh", be2.port, "/validate-auth", True),
-    ]
-    # Each fresh run goes on with tokens that process has not seen yet.
-    offsets = {"seed/fresh": 0, "be2/fresh": 0}
-    fresh_requests = 0
+    jwks_fetches = 0
+    miss_shares: list[float] = []
+
+    def record(name: str, result: load.LoadResult) -> None:
+        samples.setdefault(name, []).append(result.rps)
+        clean[name] = clean.get(name, True) and result.clean
+
     for round_index in range(config.rounds):
         _log(f"HTTP on {server}: round {round_index + 1}/{config.rounds}")
-        for name, port, path, is_fresh in plan:
-            tokens = fresh if is_fresh else [reused]
-            result = run(port, path, tokens, config.duration, offsets.get(name, 0))
-            samples.setdefault(name, []).append(result.rps)
-            clean[name] = clean.get(name, True) and result.clean
-            if name.startswith("be2/"):
-                be2_requests += result.requests
-            if is_fresh:
-                # Up to `connections` requests may be sent but not counted as answered.
-                offsets[name] += result.requests + config.connections
-            if name == "be2/fresh":
-                fresh_requests += result.requests
-    jwks_after = _jwks_requests(cluster)
-    cache_after = _cache_counts(be2.port)
+        record("hello/reused", timed(hello.port, config.duration))
+        record("seed/reused", timed(seed.port, config.duration))
+        before = _jwks_requests(cluster)
+        result = timed(be2.port, config.duration)
+        jwks_fetches += _jwks_requests(cluster) - before
+        be2_requests += result.requests
+        record("be2/reused", result)
+        record("seed/fresh", counted(seed.port))
+        # A new be2 process per round: its cache is empty, so every fresh token is a miss.
+        cold = _start_be2(server, cluster)
+        try:
+            load.run_load_count(
+                cold.port, "/validate-auth", reuse, connections=config.connections,
+                requests=max(config.connections, len(fresh) // 10),
+            )  # fmt: skip
+            cache_before = _cache_counts(cold.port)
+            before = _jwks_requests(cluster)
+            result = counted(cold.port)
+            jwks_fetches += _jwks_requests(cluster) - before
+            cache_after = _cache_counts(cold.port)
+        finally:
+            cold.stop()
+        be2_requests += result.requests
+        record("be2/fresh", result)
+        if cache_before is not None and cache_after is not None and result.requests:
+            miss_shares.append((cache_after[1] - cache_before[1]) / result.requests)
     for name, values in samples.items():
         app, kind = name.split("/")
         figures.rps[(server, app, kind)] = statistics.median(values)
         figures.clean[(server, app, kind)] = clean[name]
     figures.be2_requests[server] = be2_requests
-    figures.jwks_fetches[server] = jwks_after - jwks_before
-    figures.miss_share[server] = None
-    if cache_before is not None and cache_after is not None:
-        # Misses of the fresh runs over their requests: 1.0 means every fresh token was verified.
-        misses = cache_after[1] - cache_before[1]
-        figures.miss_share[server] = misses / fresh_requests if fresh_requests > 0 else None
+    figures.jwks_fetches[server] = jwks_fetches
+    figures.miss_share[server] = min(miss_shares) if miss_shares else None
 
 
 # --- memory -----------------------------------------------------------------------------------
@@ -489,20 +501,20 @@ def run(config: Config) -> tuple[str, int]:
         _devcluster(Path(tmp)) as cluster,
     ):
         pod = cluster.pod("be").name
-        count = max(config.fresh_tokens, config.memory_tokens)
+        count = max(config.fresh_requests, config.memory_tokens)
         _log(f"minting {count + 1} tokens through the devcluster admin API")
         tokens = _mint(cluster, count + 1, pod)
-        reused, fresh = tokens[0], tokens[1:]
-        http = _http(config, cluster, reused, fresh)
+        reused, distinct = tokens[0], tokens[1:]
+        http = _http(config, cluster, reused, distinct[: config.fresh_requests])
         winner = _winner(config, http)
-        memory = _memory(config, cluster, winner, fresh[: config.memory_tokens])
+        memory = _memory(config, cluster, winner, distinct[: config.memory_tokens])
     rows = _rows(config, micro, http, memory, winner)
     title = (
         f"ksa-auth bench{' (smoke: tiny counts, figures meaningless)' if config.smoke else ''}"
         f" -- {machine()}\n"
         f"micro: medians of {config.micro_repeats} runs x {config.micro_samples} tokens; "
-        f"HTTP: one worker, {http.tool}, {config.connections} connections, "
-        f"median of {config.rounds} x {config.duration:.0f} s per figure; "
+        f"HTTP: one worker, {config.connections} connections, median of {config.rounds} runs "
+        f"({config.duration:.0f} s each, or {config.fresh_requests:,} fresh tokens); {http.tool}; "
         f"took {time.monotonic() - started:.0f} s\n"
     )
     return render(rows, title), sum(1 for row in rows if row.ok is False)
