@@ -1,0 +1,275 @@
+"""Verification by the API server itself: the TokenReview API, with a brief positive cache."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import re
+import time
+from collections import OrderedDict
+
+import httpx
+import msgspec
+
+from adapters.kube_http import ApiServerError, request
+from domain.claims import JWT_MAX_BYTES, Claims, decode_claims, decode_header
+from domain.errors import (
+    AuthError,
+    BadAudience,
+    BadIssuer,
+    BadSignature,
+    BadSubject,
+    Expired,
+    IssuedInFuture,
+    Malformed,
+    NotYetValid,
+    ReviewUnavailable,
+    Revoked,
+    TokenUnavailable,
+    UnknownKey,
+    UnsupportedAlgorithm,
+)
+from domain.identity import Identity
+from domain.ports import Clock, TokenSource, Verifier
+from domain.rules import DEFAULT_LEEWAY_SECONDS, Expectations, split_subject, validate_claims
+
+__all__ = ["REVIEW_PATH", "TokenReviewConfig", "TokenReviewVerifier"]
+
+REVIEW_PATH = "/apis/authentication.k8s.io/v1/tokenreviews"
+# What kube-apiserver signs with; anything else cannot be one of its tokens, so it is refused
+# without a round trip (and `none` / HS* with the same reason the local verifier gives).
+_ALGORITHMS = frozenset({"RS256", "ES256", "ES384", "ES512"})
+_COMPACT_JWS = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
+_POD_NAME = "authentication.kubernetes.io/pod-name"
+_POD_UID = "authentication.kubernetes.io/pod-uid"
+_NODE_NAME = "authentication.kubernetes.io/node-name"
+
+# TokenReview `status.error` texts (pkg/serviceaccount/claims.go, jwt.go, go-jose, and the
+# authenticator union) -> the closest reason. First match wins.
+_ERROR_REASONS: tuple[tuple[re.Pattern[str], type[AuthError]], ...] = (
+    (re.compile(r"has expired"), Expired),
+    (re.compile(r"not valid yet"), NotYetValid),
+    (re.compile(r"issued in the future"), IssuedInFuture),
+    # The bound pod/secret/node or the service account is gone or was re-created: the token
+    # was valid and has been invalidated (claims.go). Only TokenReview can see this.
+    (re.compile(r"invalidated|not found|does not match claim|does not match service"), Revoked),
+    (re.compile(r"audiences .* is invalid for the target audiences"), BadAudience),
+    (re.compile(r"no keys found"), UnknownKey),
+    (re.compile(r"unsupported algorithm|unexpected signature algorithm"), UnsupportedAlgorithm),
+    (re.compile(r"cryptographic primitive|verification error|invalid signature"), BadSignature),
+    (re.compile(r"could not be validated|malformed|compact JWS"), Malformed),
+    # No authenticator recognised the token: for a JWT that means its `iss` is not one of the
+    # API server's --service-account-issuer values.
+    (re.compile(r"^invalid bearer token$"), BadIssuer),
+)
+
+
+class TokenReviewConfig(msgspec.Struct, frozen=True, kw_only=True):
+    """How to ask the API server, and for which audiences."""
+
+    api_server: str
+    """KSA_API_SERVER, e.g. `https://kubernetes.default.svc`."""
+    audiences: tuple[str, ...]
+    """KSA_AUDIENCES: sent as `spec.audiences`; one of them must come back."""
+    issuers: tuple[str, ...] = ()
+    """KSA_ISSUER: tokens claiming another issuer are refused without asking (empty: any)."""
+    leeway_seconds: float = DEFAULT_LEEWAY_SECONDS
+    cache_ttl_seconds: float = 10.0
+    cache_max_entries: int = 1000
+
+    def __post_init__(self) -> None:
+        if not self.audiences:
+            raise ValueError("at least one audience is required")
+        if self.cache_ttl_seconds < 0 or self.cache_max_entries < 0:
+            raise ValueError("cache bounds must not be negative")
+
+
+class _User(msgspec.Struct):
+    username: str = ""
+    uid: str = ""
+    extra: dict[str, list[str]] = msgspec.field(default_factory=dict)
+
+
+class _Status(msgspec.Struct):
+    authenticated: bool = False
+    user: _User | None = None
+    audiences: list[str] = msgspec.field(default_factory=list)
+    error: str = ""
+
+
+class _Review(msgspec.Struct):
+    status: _Status = msgspec.field(default_factory=_Status)
+
+
+class _Spec(msgspec.Struct):
+    token: str
+    audiences: list[str]
+
+
+class _ReviewRequest(msgspec.Struct):
+    spec: _Spec
+    api_version: str = msgspec.field(default="authentication.k8s.io/v1", name="apiVersion")
+    kind: str = "TokenReview"
+
+
+_review_decoder = msgspec.json.Decoder(_Review)
+
+
+class TokenReviewVerifier(Verifier):
+    """Asks kube-apiserver (`create tokenreviews`, e.g. ClusterRole system:auth-delegator) whether
+    a token is valid for our audiences: unlike a local check, it also sees deleted pods."""
+
+    __slots__ = ("_cache", "_client", "_clock", "_config", "_token_source", "reviews")
+
+    def __init__(
+        self,
+        client: httpx.AsyncClient,
+        token_source: TokenSource,
+        config: TokenReviewConfig,
+        clock: Clock = time.time,
+    ) -> None:
+        self._client = client
+        self._token_source = token_source
+        self._config = config
+        self._clock = clock
+        self._cache: OrderedDict[bytes, tuple[Identity, float]] = OrderedDict()
+        self.reviews = 0
+        """How many TokenReviews were sent (for tests and metrics)."""
+
+    @property
+    def url(self) -> str:
+        return self._config.api_server.rstrip("/") + REVIEW_PATH
+
+    async def verify(self, token: str) -> Identity:
+        """Return the identity the API server vouches for; raises an AuthError subclass, or
+        ReviewUnavailable when the API server could not be asked."""
+        now = self._clock()
+        claims, local = self._precheck(token, now)
+        digest = hashlib.sha256(token.encode("ascii")).digest()
+        cached = self._cache.get(digest)
+        if cached is not None:
+            if now < cached[1]:
+                self._cache.move_to_end(digest)
+                return cached[0]
+            del self._cache[digest]
+        status = await self._review(token)
+        if not status.authenticated:
+            raise _rejection(status.error)
+        identity = self._identity(status, claims, local)
+        self._remember(digest, identity, self._clock())
+        return identity
+
+    def _precheck(self, token: str, now: float) -> tuple[Claims, Identity]:
+        # What can be decided without the API server is decided here, with the same reasons
+        # as the local verifier; acceptance is still only ever the API server's.
+        if len(token) > JWT_MAX_BYTES:
+            raise Malformed(f"token is longer than {JWT_MAX_BYTES} bytes")
+        if _COMPACT_JWS.fullmatch(token) is None:
+            raise Malformed("token is not a compact JWS (three base64url segments)")
+        header_segment, payload_segment, _ = token.split(".")
+        try:
+            raw_header = _b64decode(header_segment)
+            payload = _b64decode(payload_segment)
+        except (binascii.Error, ValueError):
+            raise Malformed("token segments are not valid base64url") from None
+        header = decode_header(raw_header)
+        if header.alg not in _ALGORITHMS:
+            raise UnsupportedAlgorithm(
+                f"algorithm {header.alg!r} is not accepted ({', '.join(sorted(_ALGORITHMS))})"
+            )
+        claims = decode_claims(payload)
+        expectations = Expectations.of(
+            self._config.issuers or (claims.iss,),
+            self._config.audiences,
+            leeway_seconds=self._config.leeway_seconds,
+        )
+        return claims, validate_claims(claims, expectations, now)
+
+    async def _review(self, token: str) -> _Status:
+        try:
+            own_token = self._token_source.current_token()
+        except TokenUnavailable as exc:
+            raise ReviewUnavailable(f"TokenReview needs our own token: {exc.detail}") from None
+        body = msgspec.json.encode(_ReviewRequest(_Spec(token, list(self._config.audiences))))
+        self.reviews += 1
+        try:
+            response = await request(
+                self._client,
+                "POST",
+                self.url,
+                api_server=self._config.api_server,
+                token=own_token,
+                json_body=body,
+            )
+        except ApiServerError as exc:
+            raise ReviewUnavailable(f"TokenReview failed: {exc.reason}") from None
+        if response.status in (401, 403):
+            raise ReviewUnavailable(
+                f"TokenReview answered {response.status}: our service account needs "
+                "`create tokenreviews` (ClusterRole system:auth-delegator)"
+                if response.status == 403
+                else "TokenReview answered 401: the API server refused our own token"
+            )
+        if response.status not in (200, 201):
+            raise ReviewUnavailable(f"TokenReview answered HTTP {response.status}")
+        try:
+            return _review_decoder.decode(response.body).status
+        except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
+            raise ReviewUnavailable("TokenReview answer is not a TokenReview") from None
+
+    def _identity(self, status: _Status, claims: Claims, local: Identity) -> Identity:
+        requested = set(self._config.audiences)
+        # authentication.k8s.io/v1: a caller that sets spec.audiences must check that the
+        # authenticator confirmed at least one of them (an audience-unaware one returns none).
+        granted = tuple(a for a in status.audiences if a in requested)
+        if not granted:
+            raise BadAudience("TokenReview did not confirm any of the requested audiences")
+        user = status.user or _User()
+        parsed = split_subject(user.username)
+        if parsed is None:
+            raise BadSubject("TokenReview user is not a service account")
+        namespace, name = parsed
+        extra = user.extra
+        return Identity(
+            subject=user.username,
+            namespace=namespace,
+            service_account=name,
+            service_account_uid=user.uid or local.service_account_uid,
+            pod=_first(extra.get(_POD_NAME)) or local.pod,
+            pod_uid=_first(extra.get(_POD_UID)) or local.pod_uid,
+            node=_first(extra.get(_NODE_NAME)) or local.node,
+            issuer=claims.iss,
+            audiences=granted,
+            expires_at=local.expires_at,
+            stale=local.stale,
+        )
+
+    def _remember(self, digest: bytes, identity: Identity, now: float) -> None:
+        if self._config.cache_ttl_seconds <= 0 or self._config.cache_max_entries <= 0:
+            return
+        until = now + self._config.cache_ttl_seconds
+        if identity.expires_at is not None:
+            until = min(until, identity.expires_at)
+        self._cache[digest] = (identity, until)
+        self._cache.move_to_end(digest)
+        while len(self._cache) > self._config.cache_max_entries:
+            self._cache.popitem(last=False)
+
+
+def _rejection(error: str) -> AuthError:
+    text = error.strip()
+    shown = text[:300] or "no reason given"
+    for pattern, reason in _ERROR_REASONS:
+        if pattern.search(text):
+            return reason(f"the API server rejected the token: {shown}")
+    # TokenReview said no, for a reason not listed above: the API server's word is final.
+    return Revoked(f"the API server rejected the token: {shown}")
+
+
+def _first(values: list[str] | None) -> str | None:
+    return values[0] if values else None
+
+
+def _b64decode(segment: str) -> bytes:
+    return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
