@@ -43,6 +43,7 @@ __all__ = [
     "exception_handlers",
     "require_subjects",
     "status_for",
+    "token_unavailable_response",
 ]
 
 logger = logging.getLogger("ksa.auth")
@@ -56,6 +57,8 @@ RETRY_AFTER_SECONDS = 5
 # RFC 6750 §2.1: b64token; a JWS in compact form is three base64url segments (the signature may
 # be empty for alg "none", which the verifier rejects with its own reason).
 _COMPACT_JWS = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
+# RFC 9110 §5.6.2 tchar: what an auth-scheme is made of.
+_SCHEME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 # RFC 6750 §3: error_description is %x20-21 / %x23-5B / %x5D-7E (no quote, no backslash).
 _UNSAFE_IN_QUOTED = re.compile(r"[^\x20\x21\x23-\x5b\x5d-\x7e]")
 # A sane header is ~1 KiB; this bounds what we even look at (the server bounds the request).
@@ -82,13 +85,21 @@ def bearer_token(scope: Scope) -> str:
     if len(raw) > _MAX_AUTHORIZATION_BYTES:
         raise Malformed(f"the Authorization header is longer than {_MAX_AUTHORIZATION_BYTES} bytes")
     try:
-        text = raw.decode("ascii")
+        # RFC 9110 §5.5: field values are ASCII in practice; obs-text is never a token.
+        text = raw.decode("ascii").strip(" \t")
     except UnicodeDecodeError:
         raise Malformed("the Authorization header is not ASCII") from None
-    scheme, _, credentials = text.strip().partition(" ")
+    scheme_match = _SCHEME.match(text)
+    scheme = scheme_match.group(0) if scheme_match else ""
     if scheme.lower() != "bearer":
         raise MissingToken("the Authorization scheme is not Bearer")
-    token = credentials.strip()
+    rest = text[len(scheme) :]
+    if not rest:
+        raise MissingToken("the Bearer token is empty")
+    # RFC 7235 §2.1: credentials = auth-scheme [ 1*SP token68 ]: spaces only, no tab.
+    if not rest.startswith(" "):
+        raise Malformed("the Bearer scheme must be followed by a space, then the token")
+    token = rest.lstrip(" ")
     if not token:
         raise MissingToken("the Bearer token is empty")
     if len(token) > JWT_MAX_BYTES:
@@ -199,6 +210,21 @@ def auth_error_response(request: Request[Any, Any, Any], exc: AuthError) -> Resp
                 record.subject = user.subject
     body = {"authenticated": status == 403, "reason": exc.reason, "detail": detail}
     return Response(body, status_code=status, headers=headers)
+
+
+def token_unavailable_response(
+    request: Request[Any, Any, Any], exc: TokenUnavailable
+) -> Response[Any]:
+    """be's answer when its own token cannot be read (SPEC §4: 503 token_unavailable)."""
+    record = record_of(request.scope)
+    if record is not None:
+        record.outcome = "unavailable"
+        record.reason = exc.reason
+    return Response(
+        {"error": exc.reason, "detail": scrub(exc.detail)},
+        status_code=503,
+        headers={"Retry-After": str(RETRY_AFTER_SECONDS), "Cache-Control": "no-store"},
+    )
 
 
 def _http_exception_response(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:

@@ -1,0 +1,207 @@
+"""be: holds its pod's projected service account token, shows it, and calls be2 with it."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import logging
+import os
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Any
+
+import httpx
+import msgspec
+from litestar import Litestar, Response, get
+from litestar.handlers import HTTPRouteHandler
+from litestar.openapi.datastructures import ResponseSpec
+
+from domain.claims import decode_claims
+from domain.errors import AuthError, Malformed, TokenUnavailable
+from domain.ports import TokenSource
+from entrypoints.container import Container, build_container
+from entrypoints.logging import configure_logging
+from entrypoints.metrics import LabeledCounter, Registry
+from entrypoints.middleware import token_unavailable_response
+from entrypoints.settings import Settings, check_service_files, load_settings
+from entrypoints.web import assemble, health_routes
+
+__all__ = ["Be2Answer", "TokenView", "create_app"]
+
+logger = logging.getLogger("ksa.be")
+
+# be2's answers are a few hundred bytes; anything past this is not an answer we relay.
+MAX_BE2_BODY_BYTES = 64 * 1024
+# Bounds the whole call (connect, send, the full body), not just each read.
+BE2_TOTAL_SECONDS = 6.0
+
+
+class TokenView(msgspec.Struct, frozen=True):
+    """be's own token and what it says about itself (SPEC §4 /get-jwt), UNVERIFIED."""
+
+    token: str
+    subject: str
+    audiences: tuple[str, ...]
+    expires_at: int | None
+
+
+class Be2Answer(msgspec.Struct, frozen=True, omit_defaults=True):
+    """What be2 answered to `GET /validate-auth` with be's token (SPEC §4 /call-be2)."""
+
+    be2_status: int
+    be2: Any
+    error: str | None = None
+    detail: str | None = None
+
+
+class _Error(msgspec.Struct, frozen=True):
+    error: str
+    detail: str
+
+
+def _view(token: str) -> TokenView:
+    # The token is our own, from the kubelet; it is shown, not trusted, so no signature check.
+    try:
+        payload = token.split(".")[1]
+        claims = decode_claims(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    except (IndexError, binascii.Error, ValueError, Malformed):
+        return TokenView(token, "", (), None)
+    expires = int(claims.exp) if claims.exp is not None else None
+    return TokenView(token, claims.sub, claims.audiences, expires)
+
+
+def _routes(
+    settings: Settings,
+    token_source: TokenSource,
+    client: httpx.AsyncClient,
+    calls: LabeledCounter,
+    reads: LabeledCounter,
+) -> list[HTTPRouteHandler]:
+    def current_token() -> str:
+        # Re-read on every call: the kubelet rotates the file (ProjectedTokenFile re-checks it).
+        try:
+            token = token_source.current_token()
+        except TokenUnavailable:
+            reads.inc("unavailable")
+            raise
+        reads.inc("ok")
+        return token
+
+    @get(
+        "/get-jwt",
+        summary="be's current service account token (the seed's flow; off in production)",
+        responses={503: ResponseSpec(_Error, description="The token file cannot be read")},
+        sync_to_thread=False,
+    )
+    def get_jwt() -> Response[TokenView]:
+        return Response(_view(current_token()), headers={"Cache-Control": "no-store"})
+
+    @get(
+        "/call-be2",
+        summary="Call be2's /validate-auth with be's current token; relay its status and JSON",
+        responses={503: ResponseSpec(_Error, description="The token file cannot be read")},
+    )
+    async def call_be2() -> Response[Be2Answer]:
+        token = current_token()
+        url = f"{settings.be2_url}/validate-auth"
+        try:
+            async with asyncio.timeout(BE2_TOTAL_SECONDS):
+                status, body = await _get_json(client, url, token)
+        except (TimeoutError, httpx.HTTPError, OSError) as exc:
+            calls.inc("unreachable")
+            detail = f"be2 at {settings.be2_url} could not be reached: {type(exc).__name__}"
+            logger.warning(detail)
+            answer = Be2Answer(0, None, error="be2_unreachable", detail=detail)
+            return Response(answer, status_code=502, headers={"Cache-Control": "no-store"})
+        calls.inc(str(status))
+        return Response(Be2Answer(status, body), headers={"Cache-Control": "no-store"})
+
+    routes: list[HTTPRouteHandler] = [call_be2]
+    if settings.expose_token:
+        routes.append(get_jwt)
+    return routes
+
+
+async def _get_json(client: httpx.AsyncClient, url: str, token: str) -> tuple[int, Any]:
+    headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
+    async with client.stream("GET", url, headers=headers) as response:
+        body = bytearray()
+        async for chunk in response.aiter_bytes():
+            body += chunk
+            if len(body) > MAX_BE2_BODY_BYTES:
+                return response.status_code, {"error": "be2's answer is too large to relay"}
+    try:
+        return response.status_code, msgspec.json.decode(bytes(body))
+    except msgspec.DecodeError:
+        return response.status_code, {"error": "be2's answer is not JSON"}
+
+
+def _readiness(token_source: TokenSource) -> Callable[[], tuple[bool, dict[str, Any]]]:
+    def readiness() -> tuple[bool, dict[str, Any]]:
+        try:
+            token_source.current_token()
+        except AuthError as exc:
+            return False, {"reason": exc.reason, "detail": exc.detail}
+        return True, {}
+
+    return readiness
+
+
+def _lifespan(container: Container) -> Callable[[Litestar], AbstractAsyncContextManager[None]]:
+    @asynccontextmanager
+    async def lifespan(_: Litestar) -> AsyncIterator[None]:
+        # Only a hint in the log: be starts without its token (readyz says 503 until it is there).
+        try:
+            container.token_source().current_token()
+        except AuthError as exc:
+            logger.warning("token not readable at start-up: %s", exc.detail)
+        except Exception as exc:
+            logger.error("token source failed at start-up: %s", type(exc).__name__)
+        try:
+            yield
+        finally:
+            for close in reversed(container.closers()):
+                try:
+                    await close()
+                except Exception as exc:  # shutting down: keep closing the rest
+                    logger.warning("close failed: %s", type(exc).__name__)
+
+    return lifespan
+
+
+def create_app(container: Container | None = None) -> Litestar:
+    """The be ASGI app. Without a container, settings come from the environment (SPEC §3).
+
+    Raises:
+        SettingsError: a bad setting (one line naming it).
+    """
+    if container is None:
+        settings = load_settings(os.environ)
+        configure_logging(settings.log_level, settings.log_format)
+        check_service_files(settings, "be")
+        container = build_container(settings)
+    container.check_dependencies()
+    settings = container.settings()
+    token_source = container.token_source()
+    client = container.be2_client()
+    registry = Registry()
+    reads = LabeledCounter(
+        "ksa_token_reads_total", "Reads of be's own token by outcome.", "outcome", ("ok",)
+    )
+    calls = LabeledCounter(
+        "ksa_be2_calls_total", "Calls to be2's /validate-auth by be2's status.", "status"
+    )
+    registry.add(reads)
+    registry.add(calls)
+    app = assemble(
+        service="be",
+        description="Holds its pod's service account token; shows it and calls be2 with it.",
+        route_handlers=[
+            *_routes(settings, token_source, client, calls, reads),
+            *health_routes(_readiness(token_source), registry),
+        ],
+        lifespan=[_lifespan(container)],
+        exception_handlers={TokenUnavailable: token_unavailable_response},
+    )
+    return app

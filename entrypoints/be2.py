@@ -1,0 +1,236 @@
+"""be2: verifies the caller's service account token and authorizes it by subject."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Any, Protocol, runtime_checkable
+
+import msgspec
+from litestar import HttpMethod, Litestar, Request, get, route
+from litestar.handlers import HTTPRouteHandler
+from litestar.middleware import DefineMiddleware
+from litestar.openapi.datastructures import ResponseSpec
+
+from domain.errors import AuthError, TokenUnavailable
+from domain.identity import Identity
+from domain.ports import KeyProvider, TokenSource
+from entrypoints.container import Container, build_container
+from entrypoints.logging import configure_logging
+from entrypoints.metrics import ValidationMetrics
+from entrypoints.middleware import BearerAuthenticationMiddleware, require_subjects
+from entrypoints.settings import Settings, check_service_files, load_settings
+from entrypoints.web import BEARER_SCHEME, assemble, health_routes
+
+__all__ = ["AuthFailure", "Authenticated", "Protected", "create_app"]
+
+logger = logging.getLogger("ksa.be2")
+
+
+class Authenticated(msgspec.Struct, frozen=True, kw_only=True):
+    """The verified caller (SPEC §4 /validate-auth)."""
+
+    authenticated: bool = True
+    subject: str
+    namespace: str
+    service_account: str
+    service_account_uid: str | None
+    pod: str | None
+    pod_uid: str | None
+    node: str | None
+    issuer: str
+    audiences: tuple[str, ...]
+    expires_at: int | None
+    stale: bool
+
+    @classmethod
+    def of(cls, identity: Identity) -> Authenticated:
+        return cls(
+            subject=identity.subject,
+            namespace=identity.namespace,
+            service_account=identity.service_account,
+            service_account_uid=identity.service_account_uid,
+            pod=identity.pod,
+            pod_uid=identity.pod_uid,
+            node=identity.node,
+            issuer=identity.issuer,
+            audiences=identity.audiences,
+            expires_at=identity.expires_at,
+            stale=identity.stale,
+        )
+
+
+class Protected(msgspec.Struct, frozen=True):
+    """The answer of a route guarded by KSA_ALLOWED_SUBJECTS."""
+
+    message: str
+    subject: str
+
+
+class AuthFailure(msgspec.Struct, frozen=True):
+    """401/403/503 body (SPEC §4): `reason` is a stable code, `detail` human text."""
+
+    authenticated: bool
+    reason: str
+    detail: str
+
+
+_FAILURES = {
+    401: ResponseSpec(AuthFailure, description="No, or an invalid, Bearer token"),
+    503: ResponseSpec(AuthFailure, description="Keys or TokenReview unavailable; see Retry-After"),
+}
+
+
+@runtime_checkable
+class _Lifecycle(Protocol):
+    async def start(self) -> None: ...
+
+
+def _identity(request: Request[Any, Any, Any]) -> Identity:
+    user = request.scope.get("user")
+    if not isinstance(user, Identity):  # only reachable if the middleware were bypassed
+        raise TokenUnavailable("no verified identity on this request")
+    return user
+
+
+def _routes(settings: Settings) -> list[HTTPRouteHandler]:
+    # Built per app: a handler object belongs to the app it is registered on.
+    @route(
+        "/validate-auth",
+        http_method=[HttpMethod.GET, HttpMethod.POST],
+        status_code=200,
+        summary="Verify the Bearer token and return the caller's identity",
+        security=[{BEARER_SCHEME: []}],
+        responses=_FAILURES,
+        sync_to_thread=False,
+    )
+    def validate_auth(request: Request[Any, Any, Any]) -> Authenticated:
+        return Authenticated.of(_identity(request))
+
+    @get(
+        "/protected",
+        summary="Only for the subjects in KSA_ALLOWED_SUBJECTS",
+        guards=[require_subjects(settings.policy)],
+        security=[{BEARER_SCHEME: []}],
+        responses={
+            **_FAILURES,
+            403: ResponseSpec(AuthFailure, description="Subject not allowed"),
+        },
+        sync_to_thread=False,
+    )
+    def protected(request: Request[Any, Any, Any]) -> Protected:
+        identity = _identity(request)
+        return Protected(f"hello, {identity.subject}", identity.subject)
+
+    return [validate_auth, protected]
+
+
+def _readiness(
+    settings: Settings, key_provider: KeyProvider | None, token_source: TokenSource
+) -> Callable[[], tuple[bool, dict[str, Any]]]:
+    def readiness() -> tuple[bool, dict[str, Any]]:
+        if key_provider is not None:
+            kids = key_provider.known_kids()
+            if kids:
+                return True, {"verifier": settings.verifier, "keys": len(kids)}
+            return False, {"verifier": settings.verifier, "reason": "keys_unavailable"}
+        try:
+            token_source.current_token()
+        except AuthError as exc:
+            return False, {"verifier": settings.verifier, "reason": exc.reason}
+        return True, {"verifier": settings.verifier}
+
+    return readiness
+
+
+def _lifespan(
+    key_provider: KeyProvider | None, container: Container
+) -> Callable[[Litestar], AbstractAsyncContextManager[None]]:
+    @asynccontextmanager
+    async def lifespan(_: Litestar) -> AsyncIterator[None]:
+        if key_provider is not None:
+            # Load the keys before the server accepts traffic; if the key server is down, start
+            # anyway: /readyz says 503 and requests get keys_unavailable until a refresh works.
+            try:
+                if isinstance(key_provider, _Lifecycle):
+                    await key_provider.start()
+                else:
+                    await key_provider.refresh()
+            except AuthError as exc:
+                logger.warning("keys not loaded at start-up: %s", exc.detail)
+            kids = key_provider.known_kids()
+            if kids:
+                logger.info("keys loaded at start-up", extra={"keys": len(kids)})
+            else:
+                logger.warning("no keys at start-up; /readyz answers 503 until they load")
+        try:
+            yield
+        finally:
+            await _close(container.closers())
+
+    return lifespan
+
+
+async def _close(closers: list[Callable[[], Any]]) -> None:
+    for close in reversed(closers):
+        try:
+            await close()
+        except Exception as exc:  # shutting down: log and keep closing the rest
+            logger.warning("close failed: %s", type(exc).__name__)
+
+
+def _counter(obj: object, name: str) -> Callable[[], int]:
+    def read() -> int:
+        value = getattr(obj, name, 0)
+        return value if isinstance(value, int) else 0
+
+    return read
+
+
+def _outcomes(obj: object) -> Callable[[], Mapping[str, int]]:
+    def read() -> Mapping[str, int]:
+        value = getattr(obj, "fetch_outcomes", None)
+        return value if isinstance(value, Mapping) else {}
+
+    return read
+
+
+def create_app(container: Container | None = None) -> Litestar:
+    """The be2 ASGI app. Without a container, settings come from the environment (SPEC §3).
+
+    Raises:
+        SettingsError: a bad setting, or a file be2 cannot work without (one line).
+    """
+    if container is None:
+        settings = load_settings(os.environ)
+        configure_logging(settings.log_level, settings.log_format)
+        check_service_files(settings, "be2")
+        container = build_container(settings)
+    container.check_dependencies()
+    settings = container.settings()
+    # Built now, not on the first request: a bad CA file stops start-up with one line.
+    verifier = container.verifier()
+    key_provider: KeyProvider | None = (
+        container.key_provider() if settings.verifier == "jwks" else None
+    )
+    metrics = ValidationMetrics(
+        jwks_fetches=_outcomes(key_provider),
+        cache_hits=_counter(verifier, "hits"),
+        cache_misses=_counter(verifier, "misses"),
+    )
+    token_source = container.token_source()
+    return assemble(
+        service="be2",
+        description="Verifies Kubernetes service account tokens (Bearer) and authorizes "
+        "callers by subject.",
+        route_handlers=[
+            *_routes(settings),
+            *health_routes(_readiness(settings, key_provider, token_source), metrics.registry),
+        ],
+        middleware=[
+            DefineMiddleware(BearerAuthenticationMiddleware, verifier=verifier, metrics=metrics)
+        ],
+        lifespan=[_lifespan(key_provider, container)],
+    )

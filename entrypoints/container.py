@@ -1,0 +1,154 @@
+"""The one dependency-injector container: settings in, adapters out (tests override providers)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+
+import httpx
+from dependency_injector import containers, providers
+
+from adapters import kube_http
+from adapters.cluster_jwks import ClusterJwksConfig, ClusterJwksKeyProvider
+from adapters.jose_verifier import JoseVerifier
+from adapters.projected_token_file import ProjectedTokenFile
+from adapters.static_jwks_file import StaticJwksFile
+from adapters.token_review import TokenReviewConfig, TokenReviewVerifier
+from adapters.verified_cache import CachingVerifier
+from domain.ports import Clock, KeyProvider, TokenSource, Verifier
+from domain.rules import Expectations
+from entrypoints.settings import Settings, SettingsError
+
+__all__ = ["BE2_CALL_TIMEOUT", "Closers", "Container", "build_container"]
+
+Closers = list[Callable[[], Awaitable[None]]]
+"""What was actually built and must be closed on shutdown, in creation order."""
+
+# be -> be2 is one hop inside the cluster; a caller of /call-be2 should not wait longer.
+BE2_CALL_TIMEOUT = httpx.Timeout(5.0, connect=2.0)
+
+
+def _expectations(settings: Settings) -> Expectations:
+    return Expectations.of(
+        settings.issuers, settings.audiences, leeway_seconds=settings.leeway_seconds
+    )
+
+
+def _api_client(settings: Settings, closers: Closers) -> httpx.AsyncClient:
+    try:
+        client = kube_http.api_server_client(settings.ca_file)
+    except kube_http.CaFileError as exc:
+        raise SettingsError(f"KSA_CA_FILE: {exc}") from None
+    closers.append(client.aclose)
+    return client
+
+
+def _jwks_config(settings: Settings) -> ClusterJwksConfig:
+    return ClusterJwksConfig(
+        discovery_url=settings.discovery_url,
+        issuers=frozenset(settings.issuers),
+        jwks_url=settings.jwks_url,
+        api_server=settings.api_server,
+    )
+
+
+def _cluster_keys(
+    config: ClusterJwksConfig,
+    client: httpx.AsyncClient,
+    token_source: TokenSource,
+    clock: Clock,
+    closers: Closers,
+) -> ClusterJwksKeyProvider:
+    provider = ClusterJwksKeyProvider(config, client, token_source, clock)
+    closers.append(provider.close)
+    return provider
+
+
+def _key_source(settings: Settings) -> str:
+    return "file" if settings.jwks_file is not None else "cluster"
+
+
+def _review_config(settings: Settings) -> TokenReviewConfig:
+    return TokenReviewConfig(
+        api_server=settings.api_server,
+        audiences=settings.audiences,
+        issuers=settings.issuers,
+        leeway_seconds=settings.leeway_seconds,
+    )
+
+
+def _be2_client(closers: Closers) -> httpx.AsyncClient:
+    client = httpx.AsyncClient(
+        timeout=BE2_CALL_TIMEOUT,
+        # Our token goes to be2 only: a redirect elsewhere must not carry it along, and neither
+        # must a proxy from the environment see it.
+        follow_redirects=False,
+        trust_env=False,
+    )
+    closers.append(client.aclose)
+    return client
+
+
+class Container(containers.DeclarativeContainer):
+    """Everything be and be2 need, built lazily from `settings` (Singletons: one per app)."""
+
+    settings = providers.Dependency(instance_of=Settings)
+    clock: providers.Provider[Clock] = providers.Object(time.time)
+    closers: providers.Provider[Closers] = providers.Singleton(list)
+
+    token_source: providers.Provider[TokenSource] = providers.Singleton(
+        ProjectedTokenFile, settings.provided.token_file, clock=clock
+    )
+    api_client: providers.Provider[httpx.AsyncClient] = providers.Singleton(
+        _api_client, settings, closers
+    )
+
+    # KSA_JWKS_FILE set: the keys come from that file (offline); otherwise from the cluster.
+    key_provider: providers.Provider[KeyProvider] = providers.Selector(
+        providers.Callable(_key_source, settings),
+        cluster=providers.Singleton(
+            _cluster_keys,
+            providers.Singleton(_jwks_config, settings),
+            api_client,
+            token_source,
+            clock,
+            closers,
+        ),
+        file=providers.Singleton(StaticJwksFile, settings.provided.jwks_file),
+    )
+
+    expectations: providers.Provider[Expectations] = providers.Singleton(_expectations, settings)
+
+    # A verified token is remembered (by hash) until min(exp, warnafter, 60 s), and dropped at
+    # once when its kid leaves the JWKS.
+    jwks_verifier: providers.Provider[Verifier] = providers.Singleton(
+        CachingVerifier,
+        providers.Singleton(JoseVerifier, key_provider, expectations, clock),
+        clock,
+        key_provider=key_provider,
+    )
+    # TokenReview is chosen to see revocations (a deleted pod): it keeps its own short cache
+    # (10 s), and no longer one is put in front of it.
+    token_review_verifier: providers.Provider[Verifier] = providers.Singleton(
+        TokenReviewVerifier,
+        api_client,
+        token_source,
+        providers.Singleton(_review_config, settings),
+        clock,
+    )
+    # KSA_VERIFIER: jwks (local signature check) or tokenreview (ask the API server).
+    verifier: providers.Provider[Verifier] = providers.Selector(
+        settings.provided.verifier,
+        jwks=jwks_verifier,
+        tokenreview=token_review_verifier,
+    )
+
+    be2_client: providers.Provider[httpx.AsyncClient] = providers.Singleton(_be2_client, closers)
+
+
+def build_container(settings: Settings) -> Container:
+    """A container for these settings, its dependencies checked."""
+    container = Container()
+    container.settings.override(providers.Object(settings))
+    container.check_dependencies()
+    return container

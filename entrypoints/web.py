@@ -1,0 +1,111 @@
+"""What be and be2 share: OpenAPI with a Bearer scheme, health and metrics routes, app assembly."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from contextlib import AbstractAsyncContextManager
+from typing import Any
+
+import msgspec
+from litestar import Litestar, Response, get
+from litestar.handlers import HTTPRouteHandler
+from litestar.middleware import DefineMiddleware
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import JsonRenderPlugin, SwaggerRenderPlugin
+from litestar.openapi.spec import Components, SecurityScheme
+from litestar.types import ExceptionHandlersMap
+
+from entrypoints.logging import RequestLog
+from entrypoints.metrics import CONTENT_TYPE, Registry
+from entrypoints.middleware import RETRY_AFTER_SECONDS
+from entrypoints.middleware import exception_handlers as default_exception_handlers
+
+__all__ = [
+    "BEARER_SCHEME",
+    "Readiness",
+    "assemble",
+    "health_routes",
+]
+
+BEARER_SCHEME = "BearerAuth"
+
+Readiness = Callable[[], tuple[bool, dict[str, Any]]]
+"""No I/O beyond a file read: returns (ready, details) for /readyz."""
+
+
+class Health(msgspec.Struct, frozen=True):
+    status: str
+
+
+def health_routes(readiness: Readiness, registry: Registry) -> list[HTTPRouteHandler]:
+    """`/healthz` (process alive), `/readyz` (the service can do its job), `/metrics`."""
+
+    @get("/healthz", summary="Liveness: the process answers", sync_to_thread=False)
+    def healthz() -> Health:
+        return Health("ok")
+
+    @get("/readyz", summary="Readiness: the service can do its job", sync_to_thread=False)
+    def readyz() -> Response[dict[str, Any]]:
+        ready, details = readiness()
+        if ready:
+            return Response({"ready": True, **details}, headers={"Cache-Control": "no-store"})
+        return Response(
+            {"ready": False, **details},
+            status_code=503,
+            headers={"Retry-After": str(RETRY_AFTER_SECONDS), "Cache-Control": "no-store"},
+        )
+
+    @get(
+        "/metrics",
+        summary="Prometheus metrics (text exposition 0.0.4)",
+        media_type=CONTENT_TYPE,
+        sync_to_thread=False,
+    )
+    def metrics() -> Response[str]:
+        return Response(registry.render(), media_type=CONTENT_TYPE)
+
+    return [healthz, readyz, metrics]
+
+
+def assemble(
+    *,
+    service: str,
+    description: str,
+    route_handlers: Sequence[HTTPRouteHandler],
+    middleware: Sequence[DefineMiddleware] = (),
+    lifespan: Sequence[Callable[[Litestar], AbstractAsyncContextManager[None]]] = (),
+    exception_handlers: ExceptionHandlersMap | None = None,
+) -> Litestar:
+    """A Litestar app with our exception handlers, OpenAPI at /schema and one log line a request."""
+    app = Litestar(
+        route_handlers=list(route_handlers),
+        middleware=list(middleware),
+        exception_handlers={**default_exception_handlers(), **(exception_handlers or {})},
+        lifespan=list(lifespan),
+        openapi_config=OpenAPIConfig(
+            title=service,
+            version="1.0.0",
+            description=description,
+            path="/schema",
+            components=Components(
+                security_schemes={
+                    BEARER_SCHEME: SecurityScheme(
+                        type="http",
+                        scheme="bearer",
+                        bearer_format="JWT",
+                        description="A Kubernetes service account token "
+                        "(e.g. the `token` from be's /get-jwt).",
+                    )
+                }
+            ),
+            render_plugins=[SwaggerRenderPlugin(path=["/", "/swagger"]), JsonRenderPlugin()],
+        ),
+        # Our handlers log (scrubbed) what they catch; litestar's own exception logging would
+        # print full tracebacks outside our formatter.
+        logging_config=None,
+        debug=False,
+    )
+    # Outermost, so 404s, 405s and errors raised before routing get their line too; litestar
+    # has no hook that sees both the request start and the final status for unmatched paths.
+    app.asgi_handler = RequestLog(app.asgi_handler, service)  # type: ignore[arg-type,assignment]
+    return app
