@@ -202,9 +202,19 @@ class SeedFlow:
         if "no-store" not in response.headers.get("cache-control", ""):
             raise StepFailed("200 without Cache-Control: no-store")
         self._token = token
-        expires = body.get("expires_at")
-        left = f", expires in {expires - time.time():.0f} s" if isinstance(expires, int) else ""
-        return f"200, {len(token)}-byte token for {body['subject']}{left}"
+        claims = unverified(token)[1]
+        now = time.time()
+        # With --service-account-extend-token-expiration (the default) exp is a year away;
+        # `warnafter` (iat + 3607 s) is when the kubelet refreshes it, the time that matters.
+        times = [
+            f"{label} in {_duration(moment - now)}"
+            for label, moment in (
+                ("exp", claims.exp),
+                ("warnafter", claims.kubernetes.warnafter if claims.kubernetes else None),
+            )
+            if moment is not None
+        ]
+        return ", ".join([f"200, {len(token)}-byte token", *times])
 
     def bearer(self) -> str:
         header, claims = unverified(self._require_token())
@@ -344,6 +354,14 @@ def _expect(response: httpx.Response, status: int) -> dict[str, Any]:
 
 def _b64decode(segment: str) -> bytes:
     return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+
+
+def _duration(seconds: float) -> str:
+    """A rough human duration: `42 s`, `60 min`, `5 h`, `365 d` (negative: `-3 s`)."""
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if abs(seconds) >= 2 * size:
+            return f"{seconds / size:.0f} {unit}"
+    return f"{seconds:.0f} s"
 
 
 def _clip(text: str, width: int) -> str:

@@ -81,15 +81,18 @@ def run_newman(stack: Stack, report: Path, *extra: str) -> tuple[int, str, dict[
             str(report),
             "--timeout-request",
             "10000",
-            "--no-color",
+            "--color",
+            "off",
         ],
         capture_output=True,
         text=True,
         timeout=NEWMAN_TIMEOUT_SECONDS,
         check=False,
     )
+    output = result.stdout + result.stderr
+    assert report.exists(), f"newman wrote no report (exit {result.returncode}):\n{output[-4000:]}"
     stats: dict[str, Any] = json.loads(report.read_text())["run"]["stats"]
-    return result.returncode, result.stdout + result.stderr, stats
+    return result.returncode, output, stats
 
 
 def test_the_seed_flow_passes_under_newman(stack: Stack, tmp_path: Path) -> None:
