@@ -12,7 +12,14 @@ from collections import Counter
 import httpx
 import msgspec
 
-from adapters.kube_http import ApiResponse, ApiServerError, origin_of, parse_jwks, request
+from adapters.kube_http import (
+    TOTAL_TIMEOUT_SECONDS,
+    ApiResponse,
+    ApiServerError,
+    origin_of,
+    parse_jwks,
+    request,
+)
 from domain.errors import KeysUnavailable, TokenUnavailable, UnknownKey
 from domain.ports import Clock, KeyProvider, PublicJwk, TokenSource
 
@@ -21,6 +28,7 @@ __all__ = ["ClusterJwksConfig", "ClusterJwksKeyProvider"]
 logger = logging.getLogger(__name__)
 
 _MAX_AGE = re.compile(r"(?:^|,)\s*max-age\s*=\s*\"?(\d+)\"?\s*(?:,|$)", re.IGNORECASE)
+_MAX_NAP_SECONDS = 1.0
 _NO_CACHE = re.compile(r"(?:^|,)\s*(?:no-cache|no-store)\s*(?:,|$)", re.IGNORECASE)
 
 
@@ -46,6 +54,8 @@ class ClusterJwksConfig(msgspec.Struct, frozen=True, kw_only=True):
     """Background refresh once this fraction of the max-age has passed."""
     retry_min_seconds: float = 5.0
     retry_max_seconds: float = 300.0
+    timeout_seconds: float = TOTAL_TIMEOUT_SECONDS
+    """Bound on each request, connection to last byte."""
 
     def __post_init__(self) -> None:
         if not self.issuers:
@@ -61,6 +71,8 @@ class ClusterJwksConfig(msgspec.Struct, frozen=True, kw_only=True):
             raise ValueError("refresh_at_fraction must be in (0, 1]")
         if not 0 < self.min_max_age_seconds <= self.max_max_age_seconds:
             raise ValueError("max-age bounds must be positive and ordered")
+        if not 0 < self.timeout_seconds <= TOTAL_TIMEOUT_SECONDS:
+            raise ValueError(f"timeout_seconds must be in (0, {TOTAL_TIMEOUT_SECONDS:g}]")
         if self.cooldown_seconds < 0 or self.stale_if_error_seconds < 0:
             raise ValueError("cooldown and stale-if-error must not be negative")
 
@@ -213,8 +225,12 @@ class ClusterJwksKeyProvider(KeyProvider):
 
     async def _refresh_forever(self) -> None:
         while True:
-            delay = max(self._next_refresh_at - self._clock(), 0.0)
-            await asyncio.sleep(delay)
+            delay = self._next_refresh_at - self._clock()
+            if delay > 0:
+                # Short naps that re-read the clock: a suspended VM or a stepped clock is
+                # noticed within a second instead of after a long sleep.
+                await asyncio.sleep(min(delay, _MAX_NAP_SECONDS))
+                continue
             try:
                 await self._shared_fetch()
             except asyncio.CancelledError:
@@ -324,6 +340,7 @@ class ClusterJwksKeyProvider(KeyProvider):
                 api_server=self.config.token_origin,
                 token=token,
                 headers=headers,
+                total_seconds=self.config.timeout_seconds,
             )
         except ApiServerError as exc:
             raise _FetchFailed(f"{what}: {exc.reason}") from None

@@ -30,7 +30,8 @@ ALGORITHMS: dict[str, tuple[str, str | None]] = {
     "ES512": ("EC", "P-521"),
 }
 _ALLOWED = ", ".join(ALGORITHMS)
-_COMPACT_JWS = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
+# The signature may be empty (an `alg: none` token): the algorithm check then names it.
+_COMPACT_JWS = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
 # Keys imported into joserfc, by kid; more than this many distinct kids means churn: start over.
 _MAX_IMPORTED_KEYS = 64
 

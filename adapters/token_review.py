@@ -40,7 +40,8 @@ REVIEW_PATH = "/apis/authentication.k8s.io/v1/tokenreviews"
 # What kube-apiserver signs with; anything else cannot be one of its tokens, so it is refused
 # without a round trip (and `none` / HS* with the same reason the local verifier gives).
 _ALGORITHMS = frozenset({"RS256", "ES256", "ES384", "ES512"})
-_COMPACT_JWS = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
+# The signature may be empty (an `alg: none` token): the algorithm check then names it.
+_COMPACT_JWS = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
 _POD_NAME = "authentication.kubernetes.io/pod-name"
 _POD_UID = "authentication.kubernetes.io/pod-uid"
 _NODE_NAME = "authentication.kubernetes.io/node-name"
