@@ -202,13 +202,11 @@ def run_verify(args: argparse.Namespace) -> int:
     """`ksa-auth verify [TOKEN|-]` with be2's settings: 0 + identity JSON, or 1 + reason code."""
     from entrypoints.be2 import Authenticated
     from entrypoints.container import build_container
-    from entrypoints.logging import configure_logging
 
     token = read_token(args.token, sys.stdin)
     try:
         settings = load_settings(os.environ)
         check_service_files(settings, "be2")
-        configure_logging("WARNING", "text")
         container = build_container(settings)
         verifier = container.verifier()
     except SettingsError as exc:

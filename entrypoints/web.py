@@ -7,7 +7,7 @@ from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 import msgspec
-from litestar import Litestar, Response, get
+from litestar import Litestar, Request, Response, get
 from litestar.handlers import HTTPRouteHandler
 from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
@@ -15,7 +15,7 @@ from litestar.openapi.plugins import JsonRenderPlugin, SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 from litestar.types import ExceptionHandlersMap
 
-from entrypoints.logging import RequestLog
+from entrypoints.logging import RequestLog, record_of
 from entrypoints.metrics import CONTENT_TYPE, Registry
 from entrypoints.middleware import RETRY_AFTER_SECONDS
 from entrypoints.middleware import exception_handlers as default_exception_handlers
@@ -45,10 +45,14 @@ def health_routes(readiness: Readiness, registry: Registry) -> list[HTTPRouteHan
         return Health("ok")
 
     @get("/readyz", summary="Readiness: the service can do its job", sync_to_thread=False)
-    def readyz() -> Response[dict[str, Any]]:
+    def readyz(request: Request[Any, Any, Any]) -> Response[dict[str, Any]]:
         ready, details = readiness()
         if ready:
             return Response({"ready": True, **details}, headers={"Cache-Control": "no-store"})
+        record = record_of(request.scope)
+        if record is not None:
+            record.outcome = "not_ready"
+            record.reason = str(details.get("reason", "")) or None
         return Response(
             {"ready": False, **details},
             status_code=503,
