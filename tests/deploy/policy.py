@@ -163,10 +163,11 @@ def _container_problems(deployment: Document, spec: Mapping[str, Any], service: 
         problems.append(f"containerPort {CONTAINER_PORT} (where the server listens) not declared")
     for probe, path in (("readinessProbe", "/readyz"), ("livenessProbe", "/healthz")):
         get = (spec.get(probe) or {}).get("httpGet") or {}
+        port = get.get("port")
         if get.get("path") != path:
             problems.append(f"{probe} is not an httpGet on {path}")
-        elif ports.get(get.get("port")) != CONTAINER_PORT:
-            problems.append(f"{probe} port {get.get('port')!r} is not the server's port")
+        elif not isinstance(port, str | int) or ports.get(port) != CONTAINER_PORT:
+            problems.append(f"{probe} port {port!r} is not the server's port")
     resources = spec.get("resources") or {}
     for kind in ("requests", "limits"):
         for resource in ("cpu", "memory"):
@@ -378,7 +379,7 @@ def _projected_token_problems(be: Document, spec: Mapping[str, Any], token_file:
         if not token_file.startswith(prefix):
             continue
         relative = token_file[len(prefix) :]
-        volume = next(
+        volume: dict[str, Any] = next(
             (v for v in pod_spec(be).get("volumes") or [] if v["name"] == mount["name"]), {}
         )
         for source in (volume.get("projected") or {}).get("sources") or []:

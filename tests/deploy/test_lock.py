@@ -55,11 +55,11 @@ def lock_problems(text: str, declared: list[Requirement]) -> list[str]:
     pins, bad = parse_lock(text)
     problems = [f"not an exact pin: {line}" for line in bad]
     for requirement in declared:
-        name = canonicalize_name(requirement.name)
-        if name not in pins:
+        wanted = canonicalize_name(requirement.name)
+        if wanted not in pins:
             problems.append(f"pyproject dependency {requirement} is not pinned")
-        elif not requirement.specifier.contains(pins[name], prereleases=True):
-            problems.append(f"{name}=={pins[name]} does not satisfy pyproject's {requirement}")
+        elif not requirement.specifier.contains(pins[wanted], prereleases=True):
+            problems.append(f"{wanted}=={pins[wanted]} does not satisfy pyproject's {requirement}")
     for name, version in pins.items():
         try:
             installed = metadata.distribution(name)

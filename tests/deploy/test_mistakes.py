@@ -12,7 +12,8 @@ import pytest
 from tests.deploy.manifests import Document, find, one, schema_problems
 from tests.deploy.test_manifests import CHECKS, OVERLAY_NAMES
 
-Mutation = Callable[[list[Document]], None]
+# A mistake: edits the documents in place (what it returns is ignored).
+Mutation = Callable[[list[Document]], object]
 
 
 def problems_after(docs: list[Document], overlay: str, mutate: Mutation) -> list[str]:
@@ -151,8 +152,8 @@ def _delete(path: list[str | int], kind: str = "Deployment", name: str = "be") -
 
 
 API = "https://kubernetes.default.svc.cluster.local"
-CONTAINER = ["spec", "template", "spec", "containers", 0]
-POD = ["spec", "template", "spec"]
+CONTAINER: list[str | int] = ["spec", "template", "spec", "containers", 0]
+POD: list[str | int] = ["spec", "template", "spec"]
 
 CASES: list[tuple[str, str, Mutation, str]] = [
     # schema: unknown kind, wrong type, misspelt nested field
@@ -174,7 +175,7 @@ CASES: list[tuple[str, str, Mutation, str]] = [
     (
         "hardened",
         "sa-missing",
-        lambda d: d.remove(one(d, "ServiceAccount", "be2-sa")),
+        lambda d: d.remove(next(find(d, "ServiceAccount", "be2-sa"))),
         "ServiceAccount be2-sa is not",
     ),
     (
