@@ -78,7 +78,7 @@ def bearer_token(scope: Scope) -> str:
     """
     values = [value for name, value in scope.get("headers", ()) if name.lower() == b"authorization"]
     if not values:
-        raise MissingToken("no Authorization header; send `Authorization: Bearer <token>`")
+        raise MissingToken("no Authorization header; send `Bearer`, a space, then the token")
     if len(values) > 1:
         raise Malformed("more than one Authorization header")
     raw = values[0]
@@ -95,13 +95,13 @@ def bearer_token(scope: Scope) -> str:
         raise MissingToken("the Authorization scheme is not Bearer")
     rest = text[len(scheme) :]
     if not rest:
-        raise MissingToken("the Bearer token is empty")
+        raise MissingToken("no token after the `Bearer` scheme")
     # RFC 7235 §2.1: credentials = auth-scheme [ 1*SP token68 ]: spaces only, no tab.
     if not rest.startswith(" "):
-        raise Malformed("the Bearer scheme must be followed by a space, then the token")
+        raise Malformed("the scheme `Bearer` must be followed by a space, then the token")
     token = rest.lstrip(" ")
     if not token:
-        raise MissingToken("the Bearer token is empty")
+        raise MissingToken("no token after the `Bearer` scheme")
     if len(token) > JWT_MAX_BYTES:
         raise Malformed(f"the token is longer than {JWT_MAX_BYTES} bytes")
     if _COMPACT_JWS.fullmatch(token) is None:
