@@ -2,14 +2,27 @@
 
 from __future__ import annotations
 
+import json
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from tests.reliability.jws import SigningKey, b64url, b64url_decode, compact, json_bytes
 from tests.unit.test_seed_token import SEED_TOKEN
 
-__all__ = ["HostileCase", "HostileContext", "hostile_cases"]
+__all__ = [
+    "HostileCase",
+    "HostileContext",
+    "Mint",
+    "Minter",
+    "every_token",
+    "hostile_cases",
+    "local_minter",
+]
 
 
 @dataclass(frozen=True)
@@ -29,26 +42,49 @@ class HostileCase:
         return self.authorization
 
 
+@dataclass(frozen=True)
+class Mint:
+    """What to mint: kube-apiserver-shaped claims, varied only as a real cluster could."""
+
+    service_account: str = "be-sa"
+    audiences: tuple[str, ...] | None = None
+    expiration_seconds: int = 3600
+    issued_at: float | None = None
+    ec: bool = False
+
+
+Minter = Callable[[Mint], str]
+
+
 @dataclass
 class HostileContext:
-    """Keys and claims the matrix is built from.
+    """What the matrix is built from.
 
-    `trusted` is a key be2 trusts (its kid is in the cluster's JWKS); `trusted_ec` an EC key
-    it trusts too, if the cluster publishes one. `foreign_*` are keys nobody published.
+    `valid` is a token be2 accepts for a subject its policy allows, signed by the RSA key whose
+    public JWK is `trusted_jwk`; `mint` makes more tokens the cluster would issue (RSA, or EC
+    when `ec_kid` is set). `trusted`, when we hold the private key be2 trusts, unlocks the cases
+    that need arbitrary claims or headers under a good signature.
     """
 
-    trusted: SigningKey
+    valid: str
+    trusted_jwk: dict[str, str]
+    mint: Minter
     issuer: str
     audience: str
     namespace: str
     service_account: str
     now: float
-    trusted_ec: SigningKey | None = None
+    trusted: SigningKey | None = None
+    ec_kid: str | None = None
     foreign_rsa: SigningKey = field(default_factory=SigningKey.rsa)
     foreign_ec: SigningKey = field(default_factory=SigningKey.ec)
 
+    @property
+    def trusted_kid(self) -> str:
+        return self.trusted_jwk["kid"]
+
     def claims(self, **overrides: Any) -> dict[str, Any]:
-        """A pod-bound claim set as kube-apiserver issues it, valid now; None drops a claim."""
+        """A pod-bound claim set as kube-apiserver issues it, valid now."""
         now = int(self.now)
         claims: dict[str, Any] = {
             "aud": [self.audience],
@@ -66,22 +102,39 @@ class HostileContext:
             "nbf": now,
             "sub": f"system:serviceaccount:{self.namespace}:{self.service_account}",
         }
-        for name, value in overrides.items():
-            key = name.replace("__", ".")
-            if value is None:
-                claims.pop(key, None)
-            else:
-                claims[key] = value
+        claims.update(overrides)
         return claims
 
     def header(self, key: SigningKey | None = None, **fields: Any) -> dict[str, Any]:
-        key = key or self.trusted
-        header: dict[str, Any] = {"alg": key.alg, "kid": key.kid}
-        header.update(fields)
-        return {name: value for name, value in header.items() if value is not None}
+        kid = key.kid if key is not None else self.trusted_kid
+        alg = key.alg if key is not None else "RS256"
+        return {"alg": alg, "kid": kid, **fields}
 
-    def valid(self, **overrides: Any) -> str:
-        return compact(self.header(), self.claims(**overrides), self.trusted)
+
+def local_minter(key: SigningKey, ec_key: SigningKey | None, ctx_fields: dict[str, Any]) -> Minter:
+    """A Minter signing kube-shaped tokens with keys we hold (for a be2 that trusts them)."""
+
+    def mint(request: Mint) -> str:
+        signer = ec_key if request.ec and ec_key is not None else key
+        now = int(request.issued_at if request.issued_at is not None else ctx_fields["now"])
+        namespace = ctx_fields["namespace"]
+        claims = {
+            "aud": list(request.audiences or (ctx_fields["audience"],)),
+            "exp": now + request.expiration_seconds,
+            "iat": now,
+            "iss": ctx_fields["issuer"],
+            "jti": str(uuid.uuid4()),
+            "kubernetes.io": {
+                "namespace": namespace,
+                "serviceaccount": {"name": request.service_account, "uid": str(uuid.uuid4())},
+                "warnafter": now + request.expiration_seconds,
+            },
+            "nbf": now,
+            "sub": f"system:serviceaccount:{namespace}:{request.service_account}",
+        }
+        return compact({"alg": signer.alg, "kid": signer.kid}, claims, signer)
+
+    return mint
 
 
 def _bearer(token: str | bytes) -> tuple[bytes, ...]:
@@ -96,21 +149,26 @@ def _flip_signature_bit(token: str, byte_index: int, bit: int = 0) -> str:
     return f"{head}.{payload}.{b64url(bytes(raw))}"
 
 
-def _signed_payload(ctx: HostileContext, payload: bytes, key: SigningKey | None = None) -> str:
-    """A correctly signed token around raw payload bytes (junk JSON, duplicates, non-UTF-8)."""
-    key = key or ctx.trusted
-    return compact(ctx.header(key), payload, key)
-
-
 def _nested(depth: int) -> bytes:
     return b'{"a":' * depth + b"1" + b"}" * depth
 
 
-def hostile_cases(ctx: HostileContext) -> list[HostileCase]:
-    """Every hostile input of issue 8, each with the answer SPEC §4 demands."""
-    cases: list[HostileCase] = []
+def _public_pem(jwk: dict[str, str]) -> bytes:
+    numbers = rsa.RSAPublicNumbers(
+        int.from_bytes(b64url_decode(jwk["e"]), "big"),
+        int.from_bytes(b64url_decode(jwk["n"]), "big"),
+    )
+    return numbers.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+
+
+class _Cases:
+    def __init__(self) -> None:
+        self.cases: list[HostileCase] = []
 
     def add(
+        self,
         name: str,
         authorization: tuple[bytes, ...] | str | bytes,
         status: int,
@@ -119,146 +177,210 @@ def hostile_cases(ctx: HostileContext) -> list[HostileCase]:
         path: str = "/validate-auth",
     ) -> None:
         values = authorization if isinstance(authorization, tuple) else _bearer(authorization)
-        cases.append(HostileCase(name, values, status, reason, path, why))
+        self.cases.append(HostileCase(name, values, status, reason, path, why))
 
-    valid = ctx.valid()
-    head, payload, signature = valid.split(".")
-    trusted_kid = ctx.trusted.kid
 
-    # -- the baseline: a correct token passes (so every rejection below is about one change) --
-    add("valid token", valid, 200, None)
-    add(
+def hostile_cases(ctx: HostileContext) -> list[HostileCase]:
+    """Every hostile input of issue 8, each with the answer SPEC §4 demands.
+
+    Cases that need a good signature over arbitrary bytes are only built when `ctx.trusted`
+    holds the private key be2 trusts.
+    """
+    out = _Cases()
+    _baseline_and_scheme(out, ctx)
+    _algorithms(out, ctx)
+    _kids_and_key_headers(out, ctx)
+    _integrity_and_shape(out, ctx)
+    _claims_the_cluster_could_issue(out, ctx)
+    if ctx.trusted is not None:
+        _signed_by_the_trusted_key(out, ctx, ctx.trusted)
+    _header_injection(out, ctx)
+    return out.cases
+
+
+def _baseline_and_scheme(out: _Cases, ctx: HostileContext) -> None:
+    valid = ctx.valid.encode()
+    out.add("valid token", ctx.valid, 200, None)
+    out.add(
         "lowercase bearer scheme",
-        (b"bearer " + valid.encode(),),
+        (b"bearer " + valid,),
         200,
         None,
         "RFC 7235 §2.1: the auth-scheme is case-insensitive",
     )
-    add("uppercase BEARER scheme", (b"BEARER " + valid.encode(),), 200, None)
-
-    # -- no token ---------------------------------------------------------------------------
-    add("no Authorization header", (), 401, "missing_token")
-    add(
+    out.add("uppercase BEARER scheme", (b"BEARER " + valid,), 200, None)
+    out.add("no Authorization header", (), 401, "missing_token")
+    out.add(
         "Basic scheme",
         (b"Basic dXNlcjpwYXNz",),
         401,
         "missing_token",
-        "not a Bearer credential: as if none was sent (RFC 6750 §3)",
+        "not a Bearer credential: as if none was sent (RFC 6750 §3.1)",
     )
-    add("Bearer without a token", (b"Bearer",), 401, "missing_token")
-    add("token without a scheme", (valid.encode(),), 401, "missing_token")
+    out.add("Bearer without a token", (b"Bearer",), 401, "missing_token")
+    out.add("token without a scheme", (valid,), 401, "missing_token")
+    out.add(
+        "the seed's sample token",
+        SEED_TOKEN,
+        401,
+        "unknown_key",
+        "signed by a Docker Desktop cluster whose key this cluster never published",
+    )
+    stranger = ctx.mint(Mint(service_account="stranger"))
+    out.add(
+        "valid token of a subject the policy does not allow",
+        stranger,
+        403,
+        "forbidden",
+        path="/protected",
+    )
+    out.add("same token on /validate-auth (authenticated, not authorized)", stranger, 200, None)
+    out.add("/protected with no token", (), 401, "missing_token", path="/protected")
+    out.add(
+        "/protected with a tampered token",
+        _flip_signature_bit(ctx.valid, 5),
+        401,
+        "bad_signature",
+        path="/protected",
+    )
+    out.add("/protected with the allowed subject", ctx.valid, 200, None, path="/protected")
 
-    # -- algorithms ---------------------------------------------------------------------------
-    add(
+
+def _algorithms(out: _Cases, ctx: HostileContext) -> None:
+    _, payload, signature = ctx.valid.split(".")
+    kid = ctx.trusted_kid
+    claims = b64url_decode(payload)
+
+    def with_header(header: dict[str, Any], sig: str = signature) -> str:
+        return f"{b64url(json_bytes(header))}.{payload}.{sig}"
+
+    out.add(
         "alg none, no signature",
-        compact({"alg": "none"}, ctx.claims(), None),
+        compact({"alg": "none"}, claims, None),
         401,
         "unsupported_algorithm",
     )
-    add(
+    out.add(
         "alg none with the trusted kid",
-        compact({"alg": "none", "kid": trusted_kid}, ctx.claims(), None),
+        compact({"alg": "none", "kid": kid}, claims, None),
         401,
         "unsupported_algorithm",
     )
-    add(
-        "alg none with a valid RS256 signature kept",
-        compact({"alg": "none", "kid": trusted_kid}, ctx.claims(), ctx.trusted, sign_alg="RS256"),
+    out.add(
+        "alg none, the original RS256 signature kept",
+        with_header({"alg": "none", "kid": kid}),
         401,
         "unsupported_algorithm",
     )
     for spelling in ("None", "NONE", "nOnE"):
-        add(
+        out.add(
             f"alg {spelling}",
-            compact({"alg": spelling, "kid": trusted_kid}, ctx.claims(), None),
+            compact({"alg": spelling, "kid": kid}, claims, None),
             401,
             "unsupported_algorithm",
         )
-    add(
+    pem = _public_pem(ctx.trusted_jwk)
+    out.add(
         "HS256 signed with the RSA public key (PEM) as secret",
-        compact({"alg": "HS256", "kid": trusted_kid}, ctx.claims(), ctx.trusted.public_pem()),
+        compact({"alg": "HS256", "kid": kid}, claims, pem),
         401,
         "unsupported_algorithm",
-        "key confusion: only asymmetric algorithms are accepted",
+        "key confusion: only the asymmetric algorithm of the key is accepted",
     )
-    add(
+    out.add(
+        "HS256 signed with the RSA public key (PEM, no newline) as secret",
+        compact({"alg": "HS256", "kid": kid}, claims, pem.rstrip(b"\n")),
+        401,
+        "unsupported_algorithm",
+    )
+    out.add(
         "HS256 signed with the public JWK JSON as secret",
-        compact({"alg": "HS256", "kid": trusted_kid}, ctx.claims(), json_bytes(ctx.trusted.jwk())),
+        compact({"alg": "HS256", "kid": kid}, claims, json_bytes(ctx.trusted_jwk)),
         401,
         "unsupported_algorithm",
     )
-    add(
+    out.add(
         "HS512 with an empty secret",
-        compact({"alg": "HS512", "kid": trusted_kid}, ctx.claims(), b""),
+        compact({"alg": "HS512", "kid": kid}, claims, b""),
         401,
         "unsupported_algorithm",
     )
-    add(
-        "PS256 by the trusted RSA key",
-        compact({"alg": "PS256", "kid": trusted_kid}, ctx.claims(), ctx.trusted),
-        401,
-        "unsupported_algorithm",
-        "kube-apiserver signs RSA keys with RS256 only",
-    )
-    add(
-        "RS512 header",
-        compact({"alg": "RS512", "kid": trusted_kid}, ctx.claims(), ctx.trusted, sign_alg="RS256"),
+    out.add(
+        "RS512 header, the RS256 signature kept",
+        with_header({"alg": "RS512", "kid": kid}),
         401,
         "unsupported_algorithm",
     )
-    add(
-        "alg missing",
-        compact({"kid": trusted_kid}, ctx.claims(), ctx.trusted, sign_alg="RS256"),
+    out.add(
+        "PS256 header, the RS256 signature kept",
+        with_header({"alg": "PS256", "kid": kid}),
         401,
-        "malformed",
+        "unsupported_algorithm",
     )
-    add(
-        "alg not a string",
-        compact({"alg": 256, "kid": trusted_kid}, ctx.claims(), ctx.trusted, sign_alg="RS256"),
-        401,
-        "malformed",
-    )
-    add(
+    out.add("EdDSA header", with_header({"alg": "EdDSA", "kid": kid}), 401, "unsupported_algorithm")
+    out.add("alg missing", with_header({"kid": kid}), 401, "malformed")
+    out.add("alg not a string", with_header({"alg": 256, "kid": kid}), 401, "malformed")
+    out.add("alg empty", with_header({"alg": "", "kid": kid}), 401, "unsupported_algorithm")
+    out.add(
         "ES256 header on the trusted RSA key (signed by a foreign EC key)",
-        compact({"alg": "ES256", "kid": trusted_kid}, ctx.claims(), ctx.foreign_ec),
+        compact({"alg": "ES256", "kid": kid}, claims, ctx.foreign_ec),
         401,
         "unsupported_algorithm",
-        "the header's alg must fit the key's type",
+        "the header's alg must be the one of the key's type",
     )
-    if ctx.trusted_ec is not None:
-        ec_kid = ctx.trusted_ec.kid
-        add(
+    if ctx.ec_kid is not None:
+        out.add("valid ES256 token by the trusted EC key", ctx.mint(Mint(ec=True)), 200, None)
+        out.add(
             "RS256 header on the trusted EC key (signed by a foreign RSA key)",
-            compact({"alg": "RS256", "kid": ec_kid}, ctx.claims(), ctx.foreign_rsa),
+            compact({"alg": "RS256", "kid": ctx.ec_kid}, claims, ctx.foreign_rsa),
             401,
             "unsupported_algorithm",
         )
-        add(
-            "valid ES256 token by the trusted EC key",
-            compact(ctx.header(ctx.trusted_ec), ctx.claims(), ctx.trusted_ec),
-            200,
-            None,
+        ec_token = ctx.mint(Mint(ec=True))
+        _, ec_payload, ec_signature = ec_token.split(".")
+        out.add(
+            "HS256 on the trusted EC kid, the ES256 signature kept",
+            f"{b64url(json_bytes({'alg': 'HS256', 'kid': ctx.ec_kid}))}.{ec_payload}."
+            f"{ec_signature}",
+            401,
+            "unsupported_algorithm",
+        )
+        out.add(
+            "ES384 header on the trusted P-256 key",
+            f"{b64url(json_bytes({'alg': 'ES384', 'kid': ctx.ec_kid}))}.{ec_payload}."
+            f"{ec_signature}",
+            401,
+            "unsupported_algorithm",
+        )
+        out.add(
+            "ES256 signature in DER instead of r||s", _der_signature(ec_token), 401, "bad_signature"
         )
 
-    # -- kid ----------------------------------------------------------------------------------
-    add(
-        "kid missing, signed by the trusted key",
-        compact({"alg": "RS256"}, ctx.claims(), ctx.trusted),
-        200,
-        None,
-        "kube-apiserver tries every key when there is no kid (pkg/serviceaccount/jwt.go)",
-    )
-    add(
-        "kid missing, signed by a foreign key",
-        compact({"alg": "RS256"}, ctx.claims(), ctx.foreign_rsa),
-        401,
-        "bad_signature",
-    )
-    add(
+
+def _der_signature(token: str) -> str:
+    from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+
+    head, payload, signature = token.split(".")
+    raw = b64url_decode(signature)
+    der = encode_dss_signature(int.from_bytes(raw[:32], "big"), int.from_bytes(raw[32:], "big"))
+    return f"{head}.{payload}.{b64url(der)}"
+
+
+def _kids_and_key_headers(out: _Cases, ctx: HostileContext) -> None:
+    claims = ctx.claims()
+    foreign = ctx.foreign_rsa
+    out.add(
         "kid unknown (a foreign key's)",
-        compact(ctx.header(ctx.foreign_rsa), ctx.claims(), ctx.foreign_rsa),
+        compact(ctx.header(foreign), claims, foreign),
         401,
         "unknown_key",
+    )
+    out.add(
+        "kid missing, signed by a foreign key",
+        compact({"alg": "RS256"}, claims, foreign),
+        401,
+        "malformed",
+        "every token kube-apiserver issues names its key; no kid is refused, not tried on all",
     )
     for label, kid in (
         ("path-like", "../../../../etc/passwd"),
@@ -266,226 +388,343 @@ def hostile_cases(ctx: HostileContext) -> list[HostileCase]:
         ("URL-like", "https://attacker.invalid/jwks.json"),
         ("file URL", "file:///etc/shadow"),
         ("SQL-ish", "' OR '1'='1"),
-        ("empty", ""),
-        ("NUL byte", "abc\u0000def"),
+        ("with a NUL byte", "abc\u0000def"),
     ):
-        add(
+        out.add(
             f"kid {label}",
-            compact({"alg": "RS256", "kid": kid}, ctx.claims(), ctx.foreign_rsa),
+            compact({"alg": "RS256", "kid": kid}, claims, foreign),
             401,
             "unknown_key",
-            "a kid is only ever a lookup key in the cluster's JWKS",
+            "a kid is only ever a lookup key into the cluster's JWKS",
         )
-    add(
-        "kid not a string",
-        compact({"alg": "RS256", "kid": 7}, ctx.claims(), ctx.trusted),
-        401,
-        "malformed",
+    out.add(
+        "kid not a string", compact({"alg": "RS256", "kid": 7}, claims, foreign), 401, "malformed"
     )
-    add(
+    out.add(
         "kid 2000 characters",
-        compact({"alg": "RS256", "kid": "k" * 2000}, ctx.claims(), ctx.foreign_rsa),
+        compact({"alg": "RS256", "kid": "k" * 2000}, claims, foreign),
         401,
         "malformed",
     )
-
-    # -- key-carrying headers: never fetched, never trusted -----------------------------------
     for name in ("jku", "x5u"):
-        add(
-            f"{name} pointing elsewhere, signed by the trusted key",
-            compact(
-                ctx.header(**{name: "https://attacker.invalid/keys"}), ctx.claims(), ctx.trusted
-            ),
-            200,
-            None,
-            "ignored: keys come only from the cluster JWKS by kid",
-        )
-        add(
+        out.add(
             f"{name} pointing elsewhere, signed by the key it names",
             compact(
-                ctx.header(ctx.foreign_rsa, **{name: "https://attacker.invalid/keys"}),
-                ctx.claims(),
-                ctx.foreign_rsa,
+                ctx.header(foreign, **{name: "https://attacker.invalid/keys"}), claims, foreign
             ),
             401,
             "unknown_key",
+            "never fetched: keys come only from the cluster's JWKS, by kid",
         )
-    add(
+        out.add(
+            f"{name} with the trusted kid, signed by a foreign key",
+            compact(ctx.header(**{name: "https://attacker.invalid/keys"}), claims, foreign),
+            401,
+            "bad_signature",
+        )
+    out.add(
         "jwk header embedding the signing key (foreign kid)",
-        compact(
-            ctx.header(ctx.foreign_rsa, jwk=ctx.foreign_rsa.jwk()), ctx.claims(), ctx.foreign_rsa
-        ),
+        compact(ctx.header(foreign, jwk=foreign.jwk()), claims, foreign),
         401,
         "unknown_key",
+        "an embedded key is never trusted",
     )
-    add(
+    out.add(
         "jwk header embedding a foreign key under the trusted kid",
-        compact(ctx.header(jwk=ctx.foreign_rsa.jwk()), ctx.claims(), ctx.foreign_rsa),
+        compact(ctx.header(jwk=foreign.jwk()), claims, foreign),
         401,
         "bad_signature",
     )
-    add(
-        "jwk header with the trusted key, signed by it",
-        compact(ctx.header(jwk=ctx.trusted.jwk()), ctx.claims(), ctx.trusted),
-        200,
-        None,
-    )
-    add(
-        "x5c header with junk, signed by the trusted key",
-        compact(ctx.header(x5c=["MIIBjunk"]), ctx.claims(), ctx.trusted),
-        200,
-        None,
-    )
-    add(
-        "crit naming an unknown extension",
-        compact(
-            ctx.header(crit=["urn:attacker:ext"], **{"urn:attacker:ext": True}),
-            ctx.claims(),
-            ctx.trusted,
-        ),
+    out.add(
+        "x5c header with a foreign chain under the trusted kid",
+        compact(ctx.header(x5c=["MIIBjunk"]), claims, foreign),
         401,
-        "malformed",
-        "RFC 7515 §4.1.11: a crit extension the verifier does not understand MUST be rejected",
-    )
-    add(
-        "crit b64=false (RFC 7797 unencoded payload)",
-        compact(ctx.header(crit=["b64"], b64=False), ctx.claims(), ctx.trusted),
-        401,
-        "malformed",
-    )
-    add(
-        "crit empty list", compact(ctx.header(crit=[]), ctx.claims(), ctx.trusted), 401, "malformed"
-    )
-    add(
-        "crit not a list",
-        compact(ctx.header(crit="exp"), ctx.claims(), ctx.trusted),
-        401,
-        "malformed",
-    )
-    add(
-        "typ JWT (harmless), signed by the trusted key",
-        compact(ctx.header(typ="JWT"), ctx.claims(), ctx.trusted),
-        200,
-        None,
+        "bad_signature",
     )
 
-    # -- signature and integrity -------------------------------------------------------------
+
+def _integrity_and_shape(out: _Cases, ctx: HostileContext) -> None:
+    valid = ctx.valid
+    head, payload, signature = valid.split(".")
     for index, bit in ((0, 0), (1, 7), (100, 3), (-1, 0)):
-        add(
+        out.add(
             f"signature bit flip at byte {index} bit {bit}",
             _flip_signature_bit(valid, index, bit),
             401,
             "bad_signature",
         )
-    add(
+    out.add(
         "signature truncated by one byte",
         f"{head}.{payload}.{b64url(b64url_decode(signature)[:-1])}",
         401,
         "bad_signature",
     )
-    add("signature empty", f"{head}.{payload}.", 401, "bad_signature")
-    add(
+    out.add("signature empty", f"{head}.{payload}.", 401, "bad_signature")
+    out.add(
         "signature of another token",
-        f"{head}.{payload}.{ctx.valid().split('.')[2]}",
+        f"{head}.{payload}.{ctx.mint(Mint()).split('.')[2]}",
         401,
         "bad_signature",
     )
-    tampered = ctx.claims(sub="system:serviceaccount:kube-system:admin")
-    add(
+    claims = json.loads(b64url_decode(payload))
+    tampered = {**claims, "sub": "system:serviceaccount:kube-system:admin"}
+    out.add(
         "payload tampered (sub changed), signature kept",
         f"{head}.{b64url(json_bytes(tampered))}.{signature}",
         401,
         "bad_signature",
     )
-    add(
+    extended = {**claims, "exp": int(ctx.now) + 10**8}
+    out.add(
         "payload tampered (exp extended), signature kept",
-        f"{head}.{b64url(json_bytes(ctx.claims(exp=int(ctx.now) + 10**8)))}.{signature}",
+        f"{head}.{b64url(json_bytes(extended))}.{signature}",
         401,
         "bad_signature",
     )
-    add(
+    header = json.loads(b64url_decode(head))
+    out.add(
         "header tampered (typ added), signature kept",
-        f"{b64url(json_bytes(ctx.header(typ='JWT')))}.{payload}.{signature}",
+        f"{b64url(json_bytes({**header, 'typ': 'JWT'}))}.{payload}.{signature}",
         401,
         "bad_signature",
     )
-
-    # -- shape and encoding --------------------------------------------------------------------
-    add("two segments", f"{head}.{payload}", 401, "malformed")
-    add("four segments", f"{valid}.{signature}", 401, "malformed")
-    add(
+    out.add(
+        "header re-encoded with a space, signature kept",
+        f"{b64url(json.dumps(header).encode())}.{payload}.{signature}",
+        401,
+        "bad_signature",
+    )
+    out.add("two segments", f"{head}.{payload}", 401, "malformed")
+    out.add("four segments", f"{valid}.{signature}", 401, "malformed")
+    out.add(
         "five segments (JWE shape)",
         f"{head}.{payload}.{signature}.{signature}.{signature}",
         401,
         "malformed",
     )
-    add("one segment", head, 401, "malformed")
-    add("only dots", "..", 401, "malformed")
-    add("empty segments", "...", 401, "malformed")
-    add(
+    out.add("one segment", head, 401, "malformed")
+    out.add("only dots", "..", 401, "malformed")
+    out.add("three dots", "...", 401, "malformed")
+    out.add(
         "standard base64 alphabet (+/) in the signature",
-        f"{head}.{payload}.{signature.replace('-', '+').replace('_', '/')}a+/",
+        f"{head}.{payload}.{signature[:-3]}a+/",
         401,
         "malformed",
     )
-    add(
+    out.add(
         "invalid base64url character in the header",
         f"{head[:-1]}*.{payload}.{signature}",
         401,
         "malformed",
     )
-    add(
-        "invalid base64url length (1 mod 4) in the payload",
-        f"{head}.{payload}A.{signature}" if len(payload) % 4 == 0 else f"{head}.A.{signature}",
+    short = payload + "A" if len(payload) % 4 == 0 else payload + "A" * (5 - len(payload) % 4)
+    out.add(
+        "impossible base64url length (1 mod 4) in the payload",
+        f"{head}.{short}.{signature}",
         401,
         "malformed",
     )
-    add(
-        "'=' padding on every segment",
-        f"{head}{'=' * (-len(head) % 4)}.{payload}{'=' * (-len(payload) % 4)}."
-        f"{signature}{'=' * (-len(signature) % 4) or '=='}",
+    out.add(
+        "'=' padding on the segments",
+        f"{head}{'=' * (-len(head) % 4) or '=='}.{payload}{'=' * (-len(payload) % 4)}.{signature}=",
         401,
         "malformed",
         "RFC 7515 §2: base64url without padding",
     )
-    add("header is not JSON", f"{b64url(b'not json')}.{payload}.{signature}", 401, "malformed")
-    add("header is a JSON array", f"{b64url(b'[1,2]')}.{payload}.{signature}", 401, "malformed")
-    add("header is not base64 of anything", f"!!!.{payload}.{signature}", 401, "malformed")
-    add(
+    out.add("percent-encoded padding", f"{head}%3D.{payload}.{signature}", 401, "malformed")
+    out.add("header is not JSON", f"{b64url(b'not json')}.{payload}.{signature}", 401, "malformed")
+    out.add("header is a JSON array", f"{b64url(b'[1,2]')}.{payload}.{signature}", 401, "malformed")
+    out.add("header is JSON null", f"{b64url(b'null')}.{payload}.{signature}", 401, "malformed")
+    out.add("header is not base64 of anything", f"!!!.{payload}.{signature}", 401, "malformed")
+    out.add(
+        "header base64 of non-UTF-8 bytes",
+        b64url(b"{\xff\xfe}") + f".{payload}.{signature}",
+        401,
+        "malformed",
+    )
+    out.add(
         "64 KiB token",
         "eyJ" + "A" * (64 * 1024),
         401,
         "malformed",
         "bounded before any parsing (JWT_MAX_BYTES = 16 KiB)",
     )
-    add("16 KiB + 1 token", "eyJ" + "A" * (16 * 1024 - 2), 401, "malformed")
-    add(
+    out.add(
+        "64 KiB token of three segments",
+        f"{head}.{'A' * (64 * 1024)}.{signature}",
+        401,
+        "malformed",
+    )
+    out.add(
+        "16 KiB + 1 token", f"{head}.{'A' * (16 * 1024 + 1 - len(head) - 2)}.", 401, "malformed"
+    )
+    out.add(
         "deeply nested header JSON",
         f"{b64url(_nested(3000))}.{payload}.{signature}",
         401,
         "malformed",
     )
-    add("deeply nested claims JSON (signed)", _signed_payload(ctx, _nested(3000)), 401, "malformed")
-    add(
-        "claims JSON nested 500 deep inside a valid claim set",
-        _signed_payload(
-            ctx, json_bytes(ctx.claims())[:-1] + b',"x":' + b"[" * 500 + b"]" * 500 + b"}"
-        ),
+    out.add(
+        "deeply nested claims JSON, RS256 header",
+        f"{head}.{b64url(_nested(1500))}.{signature}",
+        401,
+        "bad_signature",
+        "the signature is checked before the claims are parsed",
+    )
+    out.add(
+        "claims not JSON, signature kept",
+        f"{head}.{b64url(b'garbage')}.{signature}",
+        401,
+        "bad_signature",
+    )
+
+
+def _claims_the_cluster_could_issue(out: _Cases, ctx: HostileContext) -> None:
+    now = ctx.now
+    out.add(
+        "expired (an hour ago)",
+        ctx.mint(Mint(issued_at=now - 7200, expiration_seconds=3600)),
+        401,
+        "expired",
+    )
+    out.add(
+        "expired, but within the 60 s leeway",
+        ctx.mint(Mint(issued_at=now - 3630, expiration_seconds=3600)),
         200,
         None,
-        "unknown claims are ignored, whatever their shape, once within size",
+        "kube-apiserver allows 60 s of clock skew",
     )
-    add("claims not JSON (signed)", _signed_payload(ctx, b"\x00\x01garbage"), 401, "malformed")
-    add("claims a JSON string (signed)", _signed_payload(ctx, b'"hello"'), 401, "malformed")
-    add(
-        "claims non-UTF-8 bytes (signed)",
-        _signed_payload(ctx, json_bytes(ctx.claims())[:-1] + b',"x":"\xff\xfe"}'),
+    out.add(
+        "issued in the future (nbf, iat an hour ahead)",
+        ctx.mint(Mint(issued_at=now + 3600)),
+        401,
+        "not_yet_valid",
+        "go-jose checks nbf before iat (kube-apiserver's order)",
+    )
+    out.add("issued 30 s ahead (within the leeway)", ctx.mint(Mint(issued_at=now + 30)), 200, None)
+    out.add(
+        "another audience",
+        ctx.mint(Mint(audiences=("https://attacker.invalid",))),
+        401,
+        "bad_audience",
+    )
+    out.add(
+        "several audiences, one ours", ctx.mint(Mint(audiences=("other", ctx.audience))), 200, None
+    )
+
+
+def _signed_by_the_trusted_key(out: _Cases, ctx: HostileContext, key: SigningKey) -> None:
+    def signed(claims: dict[str, Any] | bytes, **header: Any) -> str:
+        return compact({"alg": "RS256", "kid": key.kid, **header}, claims, key, sign_alg="RS256")
+
+    claims = ctx.claims()
+    out.add("self-check: a token signed here is accepted", signed(claims), 200, None)
+    out.add(
+        "PS256 by the trusted RSA key",
+        compact({"alg": "PS256", "kid": key.kid}, claims, key),
+        401,
+        "unsupported_algorithm",
+        "kube-apiserver signs with RSA keys in RS256 only",
+    )
+    out.add(
+        "kid missing, signed by the trusted key",
+        compact({"alg": "RS256"}, claims, key),
+        401,
+        "malformed",
+        "kube-apiserver would try every key (pkg/serviceaccount/jwt.go); every token it issues "
+        "names its key, so be2 refuses a kid-less one rather than try them all",
+    )
+    out.add(
+        "kid empty, signed by the trusted key",
+        compact({"alg": "RS256", "kid": ""}, claims, key),
         401,
         "malformed",
     )
+    for name in ("jku", "x5u"):
+        out.add(
+            f"{name} pointing elsewhere, signed by the trusted key",
+            signed(claims, **{name: "https://attacker.invalid/keys"}),
+            200,
+            None,
+            "ignored: never fetched; the key comes from the cluster's JWKS by kid",
+        )
+    out.add(
+        "jwk header with a foreign key, signed by the trusted key",
+        signed(claims, jwk=ctx.foreign_rsa.jwk()),
+        200,
+        None,
+        "ignored, never trusted",
+    )
+    out.add(
+        "x5c header with junk, signed by the trusted key",
+        signed(claims, x5c=["MIIBjunk"]),
+        200,
+        None,
+    )
+    out.add("typ JWT, signed by the trusted key", signed(claims, typ="JWT"), 200, None)
+    out.add(
+        "crit naming an unknown extension",
+        signed(claims, crit=["urn:attacker:ext"], **{"urn:attacker:ext": True}),
+        401,
+        "malformed",
+        "RFC 7515 §4.1.11: a crit extension the verifier does not understand MUST be rejected",
+    )
+    out.add(
+        "crit b64=false (RFC 7797 unencoded payload)",
+        signed(claims, crit=["b64"], b64=False),
+        401,
+        "malformed",
+    )
+    out.add("crit naming exp", signed(claims, crit=["exp"], exp=1), 401, "malformed")
+    out.add(
+        "crit empty list",
+        signed(claims, crit=[]),
+        401,
+        "malformed",
+        "RFC 7515 §4.1.11: crit MUST NOT be an empty list",
+    )
+    out.add("crit not a list", signed(claims, crit="exp"), 401, "malformed")
+    out.add(
+        "b64=false without crit",
+        signed(claims, b64=False),
+        200,
+        None,
+        "RFC 7797 §6: b64 without crit is ignored... and the payload was base64url anyway",
+    )
 
-    # -- claim types --------------------------------------------------------------------------
+    # -- malformed claims under a good signature ----------------------------------------------
     now = int(ctx.now)
+    raw_claims = json_bytes(claims)
+    out.add("deeply nested claims JSON (signed)", signed(_nested(1500)), 401, "malformed")
+    out.add(
+        "an extra claim nested 500 deep",
+        signed(raw_claims[:-1] + b',"x":' + b"[" * 500 + b"]" * 500 + b"}"),
+        200,
+        None,
+        "unknown claims are skipped, whatever their shape, within the size bound",
+    )
+    out.add("claims not JSON (signed)", signed(b"\x00\x01garbage"), 401, "malformed")
+    out.add("claims a JSON string (signed)", signed(b'"hello"'), 401, "malformed")
+    out.add(
+        "non-UTF-8 bytes in an unknown claim (signed)",
+        signed(raw_claims[:-1] + b',"x":"\xff\xfe"}'),
+        200,
+        None,
+        "an unknown claim is skipped unread; Go's encoding/json (kube-apiserver) accepts it too",
+    )
+    out.add(
+        "non-UTF-8 bytes in sub (signed)",
+        signed(raw_claims.replace(b'"sub":"system', b'"sub":"\xff\xfesystem')),
+        401,
+        "malformed",
+    )
+    out.add(
+        "a lone surrogate escape in an unknown claim (signed)",
+        signed(raw_claims[:-1] + b',"x":"\\ud800"}'),
+        401,
+        "malformed",
+        "strict: JSON text that decodes to no valid string is refused",
+    )
     typed: list[tuple[str, dict[str, Any], int, str | None]] = [
         ("exp as a string", {"exp": str(now + 3600)}, 401, "malformed"),
         ("exp as a float", {"exp": now + 3600.5}, 200, None),
@@ -493,7 +732,7 @@ def hostile_cases(ctx: HostileContext) -> list[HostileCase]:
         ("exp as null", {"exp": None}, 401, "expired"),
         ("exp huge (1e300)", {"exp": 1e300}, 200, None),
         ("exp negative huge", {"exp": -1e300}, 401, "expired"),
-        ("exp in the past", {"exp": now - 3600}, 401, "expired"),
+        ("exp 2**64", {"exp": 2**64}, 200, None),
         ("nbf as a string", {"nbf": str(now)}, 401, "malformed"),
         ("nbf as a boolean", {"nbf": False}, 401, "malformed"),
         ("nbf huge", {"nbf": 10**20}, 401, "not_yet_valid"),
@@ -507,163 +746,132 @@ def hostile_cases(ctx: HostileContext) -> list[HostileCase]:
         ("aud as a list with a number", {"aud": [ctx.audience, 1]}, 401, "malformed"),
         ("aud as a plain string", {"aud": ctx.audience}, 200, None),
         ("aud empty list", {"aud": []}, 401, "bad_audience"),
-        ("aud another audience", {"aud": ["https://attacker.invalid"]}, 401, "bad_audience"),
         ("iss another issuer", {"iss": "https://attacker.invalid"}, 401, "bad_issuer"),
         ("iss as a number", {"iss": 1}, 401, "malformed"),
         ("sub not a service account", {"sub": "admin"}, 401, "bad_subject"),
         (
-            "sub another service account",
+            "sub another service account than kubernetes.io says",
             {"sub": "system:serviceaccount:kube-system:admin"},
             401,
             "bad_subject",
         ),
-        ("kubernetes.io claim missing", {"kubernetes.io": None}, 401, "malformed"),
         ("kubernetes.io as a string", {"kubernetes.io": "default"}, 401, "malformed"),
     ]
     for name, overrides, status, reason in typed:
-        claims = ctx.claims()
-        claims.update(overrides)
-        if overrides.get("kubernetes.io", 0) is None:
-            del claims["kubernetes.io"]
-        if "exp" in overrides and overrides["exp"] is None:
-            del claims["exp"]
-        add(name, compact(ctx.header(), claims, ctx.trusted), status, reason)
-    add(
+        varied = {**claims, **overrides}
+        if overrides.get("exp", 0) is None:
+            del varied["exp"]
+        out.add(name, signed(varied), status, reason)
+    without = {k: v for k, v in claims.items() if k != "kubernetes.io"}
+    out.add("kubernetes.io claim missing", signed(without), 401, "malformed")
+    out.add(
         "exp with 400 digits",
-        _signed_payload(ctx, json_bytes(ctx.claims())[:-1] + b',"exp":1' + b"0" * 400 + b"}"),
+        signed(raw_claims[:-1] + b',"exp":1' + b"0" * 400 + b"}"),
         401,
         "malformed",
         "a NumericDate that is no finite number",
     )
 
-    # -- duplicate keys (RFC 7515 §5.2: reject, or use the last one consistently) ------------
-    claims_bytes = json_bytes(ctx.claims())
-    add(
-        "duplicate iss, last one ours",
-        _signed_payload(ctx, b'{"iss":"https://attacker.invalid",' + claims_bytes[1:]),
+    # -- duplicate keys (RFC 7515 §5.2: reject, or take the last consistently) ---------------
+    out.add(
+        "duplicate iss, the last one ours",
+        signed(b'{"iss":"https://attacker.invalid",' + raw_claims[1:]),
         200,
         None,
         "the last duplicate wins, as in Go's encoding/json (kube-apiserver)",
     )
-    add(
-        "duplicate iss, last one foreign",
-        _signed_payload(ctx, claims_bytes[:-1] + b',"iss":"https://attacker.invalid"}'),
+    out.add(
+        "duplicate iss, the last one foreign",
+        signed(raw_claims[:-1] + b',"iss":"https://attacker.invalid"}'),
         401,
         "bad_issuer",
     )
-    header_dup = b'{"alg":"RS256","kid":"' + trusted_kid.encode() + b'","alg":"none"}'
-    add(
-        "duplicate alg in the header, last one none",
-        compact(header_dup, ctx.claims(), ctx.trusted, sign_alg="RS256"),
+    header_dup = b'{"alg":"RS256","kid":"' + key.kid.encode() + b'","alg":"none"}'
+    out.add(
+        "duplicate alg in the header, the last one none",
+        compact(header_dup, claims, key, sign_alg="RS256"),
         401,
         "unsupported_algorithm",
-        "the header is read once, by one parser",
+        "one parser reads the header, once",
     )
     header_dup_kid = (
         b'{"alg":"RS256","kid":"'
         + ctx.foreign_rsa.kid.encode()
         + b'","kid":"'
-        + trusted_kid.encode()
+        + key.kid.encode()
         + b'"}'
     )
-    add(
-        "duplicate kid in the header, last one trusted",
-        compact(header_dup_kid, ctx.claims(), ctx.trusted, sign_alg="RS256"),
+    out.add(
+        "duplicate kid in the header, the last one trusted",
+        compact(header_dup_kid, claims, key, sign_alg="RS256"),
         200,
         None,
     )
 
-    # -- bytes that are not UTF-8, and header injection ---------------------------------------
-    add(
+
+def _header_injection(out: _Cases, ctx: HostileContext) -> None:
+    valid = ctx.valid.encode()
+    head, payload, signature = (part.encode() for part in ctx.valid.split("."))
+    out.add(
         "non-UTF-8 bytes in the token",
-        (b"Bearer " + head.encode() + b".\xff\xfe." + signature.encode(),),
+        (b"Bearer " + head + b".\xff\xfe." + signature,),
         401,
         "malformed",
     )
-    add(
+    out.add(
         "latin-1 letters in the token",
-        (b"Bearer \xe9\xe8\xe0." + payload.encode() + b"." + signature.encode(),),
+        (b"Bearer \xe9\xe8\xe0." + payload + b"." + signature,),
         401,
         "malformed",
     )
-    add(
+    out.add(
         "tab between scheme and token",
-        (b"Bearer\t" + valid.encode(),),
+        (b"Bearer\t" + valid,),
         401,
         "malformed",
-        "RFC 7235 §2.1: one or more SP; a tab is not SP",
+        "RFC 7235 §2.1: the scheme is followed by SP, and a tab is not SP",
     )
-    add(
+    out.add(
         "two spaces between scheme and token",
-        (b"Bearer  " + valid.encode(),),
+        (b"Bearer  " + valid,),
         200,
         None,
         "1*SP: several spaces are allowed",
     )
-    add(
-        "token then a comma and a parameter",
-        (b"Bearer " + valid.encode() + b", realm=x",),
+    out.add(
+        "token, a comma and a parameter", (b"Bearer " + valid + b", realm=x",), 401, "malformed"
+    )
+    out.add(
+        "two tokens separated by a space", (b"Bearer " + valid + b" " + valid,), 401, "malformed"
+    )
+    out.add(
+        "two Bearer credentials, comma-separated",
+        (b"Bearer " + valid + b", Bearer " + valid,),
         401,
         "malformed",
     )
-    add(
-        "two tokens separated by a space",
-        (b"Bearer " + valid.encode() + b" " + valid.encode(),),
-        401,
-        "malformed",
-    )
-    add(
-        "two Bearer credentials comma-separated",
-        (b"Bearer " + valid.encode() + b", Bearer " + valid.encode(),),
-        401,
-        "malformed",
-    )
-    add(
+    out.add(
         "two Authorization headers",
-        (b"Bearer " + valid.encode(), b"Bearer " + valid.encode()),
+        (b"Bearer " + valid, b"Bearer " + valid),
         401,
         "malformed",
         "ambiguous credentials are refused, never one of them picked",
     )
-    add(
+    out.add(
         "token with a trailing tab",
-        (b"Bearer " + valid.encode() + b"\t",),
+        (b"Bearer " + valid + b"\t",),
         200,
         None,
-        "HTTP strips optional whitespace around a field value (RFC 9110 §5.5)",
+        "HTTP strips whitespace around a field value (RFC 9110 §5.5)",
     )
-    add("token quoted", (b'Bearer "' + valid.encode() + b'"',), 401, "malformed")
-
-    # -- the seed's sample token: signed by a Docker Desktop cluster we do not trust ----------
-    add("the seed's sample token", SEED_TOKEN, 401, "unknown_key")
-
-    # -- authorization: a valid token whose subject the policy does not allow ----------------
-    other = ctx.valid(
-        sub="system:serviceaccount:default:stranger",
-        **{
-            "kubernetes.io": {
-                **ctx.claims()["kubernetes.io"],
-                "serviceaccount": {"name": "stranger", "uid": "u"},
-            }
-        },
+    out.add("token in quotes", (b'Bearer "' + valid + b'"',), 401, "malformed")
+    out.add(
+        "token with a vertical tab inside",
+        (b"Bearer " + head + b"\x0b." + payload,),
+        400,
+        None,
+        "not a valid field value: the HTTP server refuses it before the app",
     )
-    add(
-        "valid token of a subject the policy does not allow",
-        other,
-        403,
-        "forbidden",
-        path="/protected",
-    )
-    add("/protected with no token", (), 401, "missing_token", path="/protected")
-    add(
-        "/protected with a tampered token",
-        _flip_signature_bit(valid, 5),
-        401,
-        "bad_signature",
-        path="/protected",
-    )
-    add("/protected with the allowed subject", valid, 200, None, path="/protected")
-    return cases
 
 
 def every_token(cases: list[HostileCase]) -> list[bytes]:
