@@ -33,8 +33,9 @@ ASGIApp = Callable[
 
 # Compact JWS: three base64url segments, the first a JSON header ("eyJ" is base64url of '{"').
 _JWT = re.compile(r"eyJ[A-Za-z0-9_-]{2,}\.[A-Za-z0-9_-]{2,}\.[A-Za-z0-9_-]*")
-# Anything after a Bearer scheme, and Authorization header values in whatever quoting.
-_BEARER = re.compile(r"(?i)\b(bearer)(\s+|%20|\+)[^\s\"',;]+")
+# A credential-looking run (16+ token68 characters) after a Bearer scheme, so prose such as
+# "the Bearer scheme" survives; and Authorization header values in whatever quoting.
+_BEARER = re.compile(r"(?i)\b(bearer)(\s+|%20|\+)[A-Za-z0-9._~+/=-]{16,}")
 _AUTHORIZATION = re.compile(r"(?i)(authorization['\"]?\s*[:=,]\s*(?:b?['\"])?)[^'\"\r\n]+")
 
 # uvicorn adds `color_message` (the message with ANSI colours) to its records: not for files.
