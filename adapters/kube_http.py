@@ -133,12 +133,12 @@ def api_server_client(ca_file: str | PathLike[str]) -> httpx.AsyncClient:
         # With cafile given, create_default_context loads that bundle only, not the system store:
         # the cluster CA is private, and a public CA must not be able to vouch for the API server.
         context = ssl.create_default_context(cafile=ca_file)
-    except OSError as exc:
-        raise CaFileError(f"CA file {str(ca_file)!r} cannot be read: {exc.strerror}") from None
-    except ssl.SSLError as exc:
+    except ssl.SSLError as exc:  # an OSError subclass: caught first
         raise CaFileError(
             f"CA file {str(ca_file)!r} holds no usable PEM certificate: {exc.reason or exc}"
         ) from None
+    except OSError as exc:
+        raise CaFileError(f"CA file {str(ca_file)!r} cannot be read: {exc.strerror}") from None
     return httpx.AsyncClient(
         verify=context,
         follow_redirects=False,

@@ -1,22 +1,41 @@
 """The KeyProvider contract: every adapter of the port passes the same behavioural suite.
 
 To add an adapter, write an async context manager yielding a `KeyProviderCase` (the adapter,
-plus hooks that change what its source publishes) and add it to `CASES`.
+plus hooks that change what its source publishes) and add it to `CASES`. What only a provider
+that fetches over the network can get wrong (TLS, outages, origins, cooldown, max-age) is
+tested against ClusterJwksKeyProvider and the devcluster at the end.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
-from collections.abc import AsyncIterator, Awaitable, Callable
+import datetime
+import json
+import logging
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
+from adapters.cluster_jwks import ClusterJwksConfig, ClusterJwksKeyProvider
 from adapters.fake_keyset import FakeKeySet
-from domain.errors import UnknownKey
-from domain.ports import KeyProvider, PublicJwk
+from adapters.kube_http import CaFileError, api_server_client
+from adapters.memory_token_source import InMemoryTokenSource
+from adapters.projected_token_file import ProjectedTokenFile
+from adapters.static_jwks_file import StaticJwksFile
+from domain.errors import KeysUnavailable, UnknownKey
+from domain.ports import KeyProvider, PublicJwk, TokenSource
+from tests.devcluster_harness import DevCluster
 
 pytestmark = pytest.mark.anyio
 
@@ -30,10 +49,14 @@ class KeyProviderCase:
     rotate: Callable[[], Awaitable[str]]
     # Stop publishing `kid` at the source.
     retire: Callable[[str], Awaitable[None]]
+    # How many times the provider has fetched/read its source so far (None: nothing to fetch).
+    fetches: Callable[[], int] | None = None
 
 
 @asynccontextmanager
-async def fake_keyset_case(tmp_path: Path) -> AsyncIterator[KeyProviderCase]:
+async def fake_keyset_case(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[KeyProviderCase]:
     keyset = FakeKeySet()
 
     async def rotate() -> str:
@@ -46,7 +69,9 @@ async def fake_keyset_case(tmp_path: Path) -> AsyncIterator[KeyProviderCase]:
 
 
 @asynccontextmanager
-async def fake_keyset_ec_case(tmp_path: Path) -> AsyncIterator[KeyProviderCase]:
+async def fake_keyset_ec_case(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[KeyProviderCase]:
     keyset = FakeKeySet("ES256")
 
     async def rotate() -> str:
@@ -58,9 +83,91 @@ async def fake_keyset_ec_case(tmp_path: Path) -> AsyncIterator[KeyProviderCase]:
     yield KeyProviderCase(provider=keyset, rotate=rotate, retire=retire)
 
 
-CASES: dict[str, Callable[[Path], AbstractAsyncContextManager[KeyProviderCase]]] = {
+def _write_atomically(path: Path, data: dict[str, Any]) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data))
+    os.replace(tmp, path)
+
+
+@asynccontextmanager
+async def static_jwks_file_case(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[KeyProviderCase]:
+    # The file an operator saves with `kubectl get --raw /openid/v1/jwks`, edited in place.
+    keyset = FakeKeySet()
+    path = tmp_path / "jwks.json"
+    _write_atomically(path, keyset.jwks())
+    provider = StaticJwksFile(path)
+
+    async def rotate() -> str:
+        kid = keyset.rotate()
+        _write_atomically(path, keyset.jwks())
+        return kid
+
+    async def retire(kid: str) -> None:
+        keyset.retire(kid)
+        _write_atomically(path, keyset.jwks())
+
+    yield KeyProviderCase(provider, rotate, retire, fetches=lambda: provider.loads)
+
+
+def _cluster_provider(
+    cluster: DevCluster,
+    *,
+    clock: Callable[[], float] | None = None,
+    token_source: TokenSource | None = None,
+    client: httpx.AsyncClient | None = None,
+    **config: Any,
+) -> tuple[ClusterJwksKeyProvider, httpx.AsyncClient]:
+    be2 = cluster.pod("be2")
+    client = client or api_server_client(be2.ca_file)
+    settings: dict[str, Any] = {
+        "discovery_url": cluster.discovery_url,
+        "issuers": frozenset({cluster.issuer}),
+        **config,
+    }
+    provider = ClusterJwksKeyProvider(
+        ClusterJwksConfig(**settings),
+        client,
+        token_source or ProjectedTokenFile(be2.token_file),
+        *([clock] if clock else []),
+    )
+    return provider, client
+
+
+@asynccontextmanager
+async def cluster_jwks_case(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[KeyProviderCase]:
+    cluster: DevCluster = request.getfixturevalue("devcluster")
+    provider, client = _cluster_provider(cluster)
+    await provider.start()
+
+    async def rotate() -> str:
+        kid: str = cluster.admin("/admin/signing-keys/rotate")["kid"]
+        return kid
+
+    async def retire(kid: str) -> None:
+        cluster.admin("/admin/signing-keys/retire", {"kid": kid})
+        # Re-sign the projected tokens, as they would be after a real key retirement: our own
+        # token (which reads discovery and JWKS) must not be signed by a retired key.
+        cluster.admin("/admin/tokens/rotate")
+
+    try:
+        yield KeyProviderCase(
+            provider, rotate, retire, fetches=lambda: int(cluster.state()["jwks_requests"])
+        )
+    finally:
+        await provider.close()
+        await client.aclose()
+
+
+CaseFactory = Callable[[pytest.FixtureRequest, Path], AbstractAsyncContextManager[KeyProviderCase]]
+CASES: dict[str, CaseFactory] = {
     "fake_keyset": fake_keyset_case,
     "fake_keyset_es256": fake_keyset_ec_case,
+    "static_jwks_file": static_jwks_file_case,
+    "cluster_jwks": cluster_jwks_case,
 }
 
 
@@ -68,7 +175,7 @@ CASES: dict[str, Callable[[Path], AbstractAsyncContextManager[KeyProviderCase]]]
 async def key_provider_case(
     request: pytest.FixtureRequest, tmp_path: Path
 ) -> AsyncIterator[KeyProviderCase]:
-    async with CASES[request.param](tmp_path) as case:
+    async with CASES[request.param](request, tmp_path) as case:
         yield case
 
 
@@ -158,3 +265,414 @@ async def test_a_retired_key_is_gone_after_refresh(key_provider_case: KeyProvide
     for kid in old:
         with pytest.raises(UnknownKey):
             await provider.get_key(kid)
+
+
+async def test_keys_carry_kid_and_alg(key_provider_case: KeyProviderCase) -> None:
+    provider = key_provider_case.provider
+    await provider.refresh()
+    for jwk in await provider.keys():
+        assert jwk.kid
+        # kube-apiserver publishes `alg`; a provider must keep it, the verifier relies on it.
+        assert jwk.alg in ("RS256", "ES256")
+
+
+async def test_concurrent_lookups_of_a_rotated_kid_share_one_fetch(
+    key_provider_case: KeyProviderCase,
+) -> None:
+    provider = key_provider_case.provider
+    await provider.refresh()
+    new = await key_provider_case.rotate()
+    before = key_provider_case.fetches() if key_provider_case.fetches else 0
+    found = await asyncio.gather(*(provider.get_key(new) for _ in range(200)))
+    assert {jwk.kid for jwk in found} == {new}
+    if key_provider_case.fetches is not None:
+        assert key_provider_case.fetches() - before == 1
+
+
+async def test_a_flood_of_made_up_kids_fetches_at_most_once(
+    key_provider_case: KeyProviderCase,
+) -> None:
+    provider = key_provider_case.provider
+    await provider.refresh()
+    before = key_provider_case.fetches() if key_provider_case.fetches else 0
+
+    async def lookup(kid: str) -> BaseException | PublicJwk:
+        try:
+            return await provider.get_key(kid)
+        except UnknownKey as exc:
+            return exc
+
+    for wave in range(2):
+        results = await asyncio.gather(*(lookup(f"made-up-{wave}-{i}") for i in range(200)))
+        assert all(isinstance(r, UnknownKey) for r in results)
+    if key_provider_case.fetches is not None:
+        assert key_provider_case.fetches() - before <= 1
+
+
+# --- ClusterJwksKeyProvider against the devcluster: what only a fetching provider can get wrong
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = datetime.datetime.now(datetime.UTC).timestamp()
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def eventually(probe: Callable[[], Any], what: str, timeout: float = 10.0) -> Any:
+    """Await until `probe()` is truthy (the event loop keeps running), within a bound."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not (value := probe()):
+        if loop.time() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        await asyncio.sleep(0.05)
+    return value
+
+
+@pytest.fixture
+def cluster(devcluster: DevCluster) -> Iterator[DevCluster]:
+    """The module's devcluster, with key faults switched off again after each test."""
+    yield devcluster
+    devcluster.admin(
+        "/admin/faults", {"keys": "ok", "delay_seconds": 0, "endpoints": ["discovery", "jwks"]}
+    )
+
+
+def _jwks_requests(cluster: DevCluster) -> int:
+    return int(cluster.state()["jwks_requests"])
+
+
+async def test_cluster_keys_are_the_published_ones_over_tls(cluster: DevCluster) -> None:
+    provider, client = _cluster_provider(cluster)
+    try:
+        await provider.start()
+        keys = await provider.keys()
+        assert {k.kid for k in keys} == set(cluster.state()["published_kids"])
+        assert all(k.alg == "RS256" and k.kty == "RSA" for k in keys)
+        assert provider.fetch_outcomes["ok"] == 1
+    finally:
+        await provider.close()
+        await client.aclose()
+
+
+async def test_made_up_kids_fetch_exactly_once_per_cooldown(cluster: DevCluster) -> None:
+    clock = FakeClock()
+    provider, client = _cluster_provider(cluster, clock=clock, cooldown_seconds=30)
+    try:
+        await provider.start()
+        before = _jwks_requests(cluster)
+        flood = [provider.get_key(f"made-up-{i}") for i in range(200)]
+        results = await asyncio.gather(*flood, return_exceptions=True)
+        assert all(isinstance(r, UnknownKey) for r in results)
+        assert _jwks_requests(cluster) == before + 1
+        clock.now += 29
+        with pytest.raises(UnknownKey):
+            await provider.get_key("made-up-later")
+        assert _jwks_requests(cluster) == before + 1, "inside the cooldown: no fetch"
+        clock.now += 1
+        with pytest.raises(UnknownKey):
+            await provider.get_key("made-up-after-cooldown")
+        assert _jwks_requests(cluster) == before + 2
+        # Known kids never fetch.
+        for kid in provider.known_kids():
+            await provider.get_key(kid)
+        assert _jwks_requests(cluster) == before + 2
+    finally:
+        await provider.close()
+        await client.aclose()
+
+
+@pytest.mark.parametrize("endpoint", ["discovery", "jwks"])
+@pytest.mark.parametrize(
+    "fault", ["outage", "garbage", "oversized", "malformed", "redirect", "slow"]
+)
+async def test_a_failed_refresh_keeps_the_last_keys(
+    cluster: DevCluster, fault: str, endpoint: str
+) -> None:
+    provider, client = _cluster_provider(cluster, timeout_seconds=0.5)
+    try:
+        await provider.start()
+        kids = provider.known_kids()
+        assert kids
+        cluster.admin(
+            "/admin/faults",
+            {
+                "keys": fault,
+                "delay_seconds": 2 if fault == "slow" else 0,
+                "endpoints": [endpoint],
+            },
+        )
+        await provider.refresh()  # no exception: keys are held
+        assert provider.fetch_outcomes["error"] == 1
+        assert provider.last_error is not None
+        assert provider.last_error.startswith("JWKS" if endpoint == "jwks" else "discovery")
+        assert provider.known_kids() == kids
+        for kid in kids:
+            assert (await provider.get_key(kid)).kid == kid
+        cluster.admin("/admin/faults", {"keys": "ok", "delay_seconds": 0})
+        await provider.refresh()
+        assert provider.last_error is None
+        assert provider.last_error is None
+        assert provider.fetch_outcomes["ok"] == 2
+    finally:
+        await provider.close()
+        await client.aclose()
+
+
+async def test_stale_keys_serve_for_a_day_past_max_age_then_fail_closed(
+    cluster: DevCluster,
+) -> None:
+    clock = FakeClock()
+    provider, client = _cluster_provider(cluster, clock=clock)
+    try:
+        await provider.start()
+        kid = next(iter(provider.known_kids()))
+        cluster.admin("/admin/faults", {"keys": "outage"})
+        # The devcluster sends max-age=3600; past it, refreshes fail and the keys go stale.
+        clock.now += 3600 + 86400 - 1
+        await provider.refresh()
+        assert (await provider.get_key(kid)).kid == kid
+        clock.now += 2
+        assert provider.known_kids() == frozenset()
+        with pytest.raises(KeysUnavailable) as raised:
+            await provider.get_key(kid)
+        assert "503" in raised.value.detail
+    finally:
+        await provider.close()
+        await client.aclose()
+
+
+async def test_keys_refresh_in_the_background_before_max_age(cluster: DevCluster) -> None:
+    clock = FakeClock()
+    provider, client = _cluster_provider(cluster, clock=clock)
+    try:
+        await provider.start()
+        before = _jwks_requests(cluster)
+        # 80% of the devcluster's max-age=3600 has passed.
+        clock.now += 0.8 * 3600 + 1
+        await eventually(lambda: provider.fetch_outcomes["ok"] >= 2, "a background refresh")
+        assert _jwks_requests(cluster) == before + 1
+    finally:
+        await provider.close()
+        await client.aclose()
+
+
+async def test_never_loaded_keys_are_keys_unavailable(cluster: DevCluster) -> None:
+    cluster.admin("/admin/faults", {"keys": "outage"})
+    provider, client = _cluster_provider(cluster)
+    try:
+        await provider.start()
+        with pytest.raises(KeysUnavailable) as raised:
+            await provider.get_key("any")
+        assert raised.value.reason == "keys_unavailable"
+        assert "503" in raised.value.detail
+        with pytest.raises(KeysUnavailable):
+            await provider.keys()
+        assert provider.known_kids() == frozenset()
+    finally:
+        await provider.close()
+        await client.aclose()
+
+
+def _self_signed_ca(path: Path) -> Path:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "not-the-cluster-ca")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    return path
+
+
+async def test_a_wrong_ca_fails_closed_and_logs_the_tls_reason(
+    cluster: DevCluster, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    client = api_server_client(_self_signed_ca(tmp_path / "other-ca.crt"))
+    provider, _ = _cluster_provider(cluster, client=client)
+    try:
+        with caplog.at_level(logging.INFO):
+            await provider.start()
+            with pytest.raises(KeysUnavailable) as raised:
+                await provider.get_key("any")
+        assert "certificate verify failed" in raised.value.detail
+        assert "certificate verify failed" in caplog.text
+        assert cluster.pod("be2").token() not in caplog.text
+        assert provider.fetch_outcomes["error"] == 1
+    finally:
+        await provider.close()
+        await client.aclose()
+
+
+def test_a_missing_ca_file_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(CaFileError) as raised:
+        api_server_client(tmp_path / "ca.crt")
+    assert str(tmp_path / "ca.crt") in str(raised.value)
+    assert "No such file or directory" in str(raised.value)
+    (tmp_path / "bad.crt").write_text("not a certificate")
+    with pytest.raises(CaFileError, match="no usable PEM certificate"):
+        api_server_client(tmp_path / "bad.crt")
+
+
+async def test_an_issuer_mismatch_is_a_clear_error(cluster: DevCluster) -> None:
+    # kubernetes.default.svc vs ...svc.cluster.local differs by distribution (kubeflow#3079).
+    provider, client = _cluster_provider(
+        cluster, issuers=frozenset({"https://kubernetes.default.svc"})
+    )
+    try:
+        await provider.start()
+        with pytest.raises(KeysUnavailable) as raised:
+            await provider.get_key("any")
+        assert cluster.issuer in raised.value.detail
+        assert "KSA_ISSUER" in raised.value.detail
+    finally:
+        await provider.close()
+        await client.aclose()
+
+
+async def test_our_token_unavailable_is_keys_unavailable(cluster: DevCluster) -> None:
+    provider, client = _cluster_provider(cluster, token_source=InMemoryTokenSource())
+    try:
+        await provider.start()
+        with pytest.raises(KeysUnavailable, match="own token is unavailable"):
+            await provider.get_key("any")
+    finally:
+        await provider.close()
+        await client.aclose()
+
+
+async def test_a_jwks_uri_on_another_origin_is_rebased_and_logged_once(
+    cluster: DevCluster, caplog: pytest.LogCaptureFixture
+) -> None:
+    provider, client = _cluster_provider(cluster)
+    try:
+        with caplog.at_level(logging.INFO, logger="adapters.cluster_jwks"):
+            await provider.start()
+            await provider.refresh()
+        rebased = [r.getMessage() for r in caplog.records if "jwks_uri" in r.getMessage()]
+        assert len(rebased) == 1
+        # The devcluster advertises an unreachable host, as real clusters often do.
+        assert "https://apiserver.invalid:6443/openid/v1/jwks" in rebased[0]
+        assert cluster.jwks_url in rebased[0]
+        assert provider.known_kids()
+    finally:
+        await provider.close()
+        await client.aclose()
+
+
+@dataclass
+class RecordingServer:
+    """A tiny HTTP/1.1 server on 127.0.0.1 that answers JSON by path and records what it got."""
+
+    routes: dict[str, bytes]
+    requests: list[tuple[str, str | None]] = field(default_factory=list)
+    port: int = 0
+
+    @property
+    def origin(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            head = await reader.readuntil(b"\r\n\r\n")
+            lines = head.decode("latin-1").split("\r\n")
+            path = lines[0].split(" ")[1]
+            headers = dict(
+                (k.strip().lower(), v.strip())
+                for k, _, v in (x.partition(":") for x in lines[1:] if x)
+            )
+            self.requests.append((path, headers.get("authorization")))
+            body = self.routes.get(path)
+            status = "200 OK" if body is not None else "404 Not Found"
+            payload = body or b"{}"
+            writer.write(
+                f"HTTP/1.1 {status}\r\nContent-Type: application/json\r\n"
+                f"Content-Length: {len(payload)}\r\nConnection: close\r\n\r\n".encode()
+                + payload
+            )
+            await writer.drain()
+        finally:
+            writer.close()
+
+
+@asynccontextmanager
+async def recording_server(routes: dict[str, bytes]) -> AsyncIterator[RecordingServer]:
+    recorder = RecordingServer(routes)
+    server = await asyncio.start_server(recorder.handle, "127.0.0.1", 0)
+    recorder.port = server.sockets[0].getsockname()[1]
+    try:
+        yield recorder
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+def _published_jwks(cluster: DevCluster) -> bytes:
+    with cluster.client() as client:
+        response = client.get(
+            "/openid/v1/jwks",
+            headers={"Authorization": f"Bearer {cluster.pod('be2').token()}"},
+        )
+    response.raise_for_status()
+    return response.content
+
+
+async def test_a_jwks_url_on_another_origin_never_gets_our_token(cluster: DevCluster) -> None:
+    async with recording_server({"/keys": _published_jwks(cluster)}) as elsewhere:
+        provider, client = _cluster_provider(cluster, jwks_url=f"{elsewhere.origin}/keys")
+        try:
+            await provider.start()
+            assert provider.known_kids() == frozenset(cluster.state()["published_kids"])
+        finally:
+            await provider.close()
+            await client.aclose()
+    assert elsewhere.requests == [("/keys", None)]
+
+
+async def test_discovery_on_another_origin_never_gets_our_token(cluster: DevCluster) -> None:
+    routes: dict[str, bytes] = {"/keys": _published_jwks(cluster)}
+    async with recording_server(routes) as elsewhere:
+        routes["/.well-known/openid-configuration"] = json.dumps(
+            {"issuer": cluster.issuer, "jwks_uri": f"{elsewhere.origin}/keys"}
+        ).encode()
+        provider, client = _cluster_provider(
+            cluster,
+            discovery_url=f"{elsewhere.origin}/.well-known/openid-configuration",
+            api_server=cluster.url,
+        )
+        try:
+            await provider.start()
+            assert provider.known_kids()
+        finally:
+            await provider.close()
+            await client.aclose()
+    assert [path for path, _ in elsewhere.requests] == [
+        "/.well-known/openid-configuration",
+        "/keys",
+    ]
+    assert all(authorization is None for _, authorization in elsewhere.requests)
+
+
+async def test_a_redirect_to_another_origin_is_not_followed(cluster: DevCluster) -> None:
+    cluster.admin("/admin/faults", {"keys": "redirect"})
+    provider, client = _cluster_provider(cluster)
+    try:
+        await provider.start()
+        with pytest.raises(KeysUnavailable, match="redirects are not followed"):
+            await provider.get_key("any")
+    finally:
+        await provider.close()
+        await client.aclose()
+    state = cluster.state()
+    assert state["redirect_target_requests"] == 0
+    assert state["redirect_target_authorization"] == 0
