@@ -67,6 +67,8 @@ REVIEW_FAULTS = ("ok", "outage", "slow")
 # pkg/apis/authentication/validation: TokenRequest expirationSeconds bounds.
 MIN_TOKEN_SECONDS = 10 * 60
 MAX_TOKEN_SECONDS = 1 << 32
+# Admin-minted tokens may be backdated or postdated, within what timestamps can show.
+LATEST_ISSUED_AT = 1 << 33
 # go-jose jwt.DefaultLeeway, used by kube-apiserver for exp, nbf and iat.
 LEEWAY_SECONDS = 60
 # pkg/kubelet/token/token_manager.go: refresh at 80% of the TTL, or after 24 h.
@@ -907,6 +909,7 @@ class Cluster:
     # --- admin ------------------------------------------------------------------------------
 
     def set_faults(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        _only(body, "keys", "delay_seconds", "tokenreview", "endpoints")
         keys = body.get("keys", self.faults.keys)
         review = body.get("tokenreview", self.faults.tokenreview)
         delay = body.get("delay_seconds", self.faults.delay_seconds)
@@ -924,6 +927,16 @@ class Cluster:
 
     def mint(self, body: Mapping[str, Any]) -> dict[str, Any]:
         """The admin mint: any service account (created on demand), any audiences and TTL."""
+        _only(
+            body,
+            "namespace",
+            "service_account",
+            "audiences",
+            "expiration_seconds",
+            "pod",
+            "issued_at",
+            "kid",
+        )
         namespace = body.get("namespace", "default")
         name = body.get("service_account")
         audiences = body.get("audiences") or list(self.api_audiences)
@@ -935,12 +948,18 @@ class Cluster:
             raise _bad_request("namespace and service_account must be strings")
         if not isinstance(audiences, list) or not all(isinstance(a, str) for a in audiences):
             raise _bad_request("audiences must be a list of strings")
-        if isinstance(expiration, bool) or not isinstance(expiration, int):
-            raise _bad_request("expiration_seconds must be an integer")
-        if issued_at is not None and (
-            isinstance(issued_at, bool) or not isinstance(issued_at, int | float)
+        if (
+            isinstance(expiration, bool)
+            or not isinstance(expiration, int)
+            or not 1 <= expiration <= MAX_TOKEN_SECONDS
         ):
-            raise _bad_request("issued_at must be a number (seconds since the epoch)")
+            raise _bad_request("expiration_seconds must be an integer from 1 to 2^32")
+        if issued_at is not None and not (
+            isinstance(issued_at, int | float)
+            and not isinstance(issued_at, bool)
+            and 0 <= issued_at <= LATEST_ISSUED_AT
+        ):
+            raise _bad_request("issued_at must be seconds since the epoch (0 to 2^33)")
         if kid is not None and kid not in self.keyset.published_kids:
             raise _not_found("signingkeys", str(kid))
         self.service_account(namespace, name, create=True)
@@ -961,6 +980,7 @@ class Cluster:
         return {"token": token, "expiration_timestamp": _timestamp(expires_at)}
 
     def rotate_signing_key(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        _only(body, "retire_previous", "algorithm")
         retire = body.get("retire_previous", False)
         algorithm = body.get("algorithm")
         if not isinstance(retire, bool):
@@ -972,6 +992,7 @@ class Cluster:
         return {"kid": kid, "published": list(self.keyset.published_kids)}
 
     def retire_signing_key(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        _only(body, "kid")
         kid = body.get("kid")
         if not isinstance(kid, str):
             raise _bad_request("kid must be a string")
@@ -1070,6 +1091,13 @@ def _invalid(name: str, path: str, value: Any, message: str) -> ApiError:
             ],
         },
     )
+
+
+def _only(body: Mapping[str, Any], *allowed: str) -> None:
+    # Admin bodies are strict: a misspelt field must not silently do the default thing.
+    unknown = sorted(set(body) - set(allowed))
+    if unknown:
+        raise _bad_request(f"unknown field(s) {', '.join(unknown)}; allowed: {', '.join(allowed)}")
 
 
 def _ref(value: Any) -> ObjectRef | None:

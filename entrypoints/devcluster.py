@@ -21,6 +21,7 @@ import msgspec
 import uvicorn
 from litestar import Litestar, Request, Response, get, post
 from litestar.exceptions import HTTPException
+from litestar.params import FromPath
 
 from entrypoints.cluster_emulator import (
     CACHE_CONTROL,
@@ -142,7 +143,9 @@ def create_app(cluster: Cluster | None = None) -> Litestar:
             raise ApiError(401, "Unauthorized", "Unauthorized")
 
     @post("/api/v1/namespaces/{namespace:str}/serviceaccounts/{name:str}/token")
-    async def token_request(request: AnyRequest, namespace: str, name: str) -> Response[bytes]:
+    async def token_request(
+        request: AnyRequest, namespace: FromPath[str], name: FromPath[str]
+    ) -> Response[bytes]:
         emulator.counters["tokenrequest_requests"] += 1
         require_caller(request)
         body = await _read_json(request, empty_ok=True)
@@ -246,7 +249,9 @@ def create_admin_app(cluster: Cluster) -> Litestar:
         return cluster.retire_signing_key(await body_of(request))
 
     @post("/admin/pods/{namespace:str}/{name:str}/delete", status_code=200)
-    async def delete_pod(request: AnyRequest, namespace: str, name: str) -> dict[str, Any]:
+    async def delete_pod(
+        request: AnyRequest, namespace: FromPath[str], name: FromPath[str]
+    ) -> dict[str, Any]:
         check(request)
         pod = cluster.delete_pod(namespace, name)
         return {"deleted": f"{pod.namespace}/{pod.name}", "uid": pod.uid}
@@ -270,7 +275,7 @@ def create_admin_app(cluster: Cluster) -> Litestar:
         return cluster.state()
 
     @get("/redirect-target/{path:path}")
-    async def redirect_target(request: AnyRequest, path: str) -> dict[str, Any]:
+    async def redirect_target(request: AnyRequest, path: FromPath[str]) -> dict[str, Any]:
         cluster.counters["redirect_target_requests"] += 1
         if request.headers.get("authorization"):
             cluster.counters["redirect_target_authorization"] += 1
