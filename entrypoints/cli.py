@@ -37,7 +37,17 @@ def build_parser() -> argparse.ArgumentParser:
     cluster.add_argument("--port", type=int, default=0, help="HTTPS port (0: a free port)")
     cluster.add_argument("--admin-port", type=int, default=0, help="admin port (0: a free port)")
     cluster.add_argument(
-        "--token-ttl", type=int, default=3607, help="seconds a projected token lives (kubelet: 3607)"
+        "--token-ttl",
+        type=int,
+        default=3607,
+        help="seconds a projected token lives (kubelet: 3607)",
+    )
+    cluster.add_argument(
+        "--pod",
+        action="append",
+        default=None,
+        metavar="[NS/]APP:SA[:AUD,...]",
+        help="run this pod instead of the default be and be2 (repeatable): default/be:be-sa:be2",
     )
 
     for name, text in (
