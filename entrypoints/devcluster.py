@@ -396,11 +396,11 @@ async def serve(
 
 def run(args: argparse.Namespace) -> int:
     """`ksa-auth devcluster`: serve until Ctrl-C or SIGTERM; exit 0 on a clean stop."""
-    pods = [parse_pod_spec(p) for p in getattr(args, "pod", None) or []] or list(DEFAULT_PODS)
     try:
+        pods = [parse_pod_spec(p) for p in getattr(args, "pod", None) or []] or DEFAULT_PODS
         cluster = Cluster(Path(args.state_dir), token_ttl=args.token_ttl, pods=pods)
     except (OSError, ValueError) as exc:
-        print(f"devcluster: cannot prepare {args.state_dir}: {exc}", file=sys.stderr)
+        print(f"devcluster: {exc}", file=sys.stderr)
         return 2
     try:
         return asyncio.run(serve(cluster, args.port, args.admin_port, announce=_announce))
