@@ -8,6 +8,7 @@ import json
 import os
 import signal
 import ssl
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from joserfc import jws
 from joserfc.jwk import KeySet
 
-from tests.devcluster_harness import DevCluster, poll, start_devcluster
+from tests.devcluster_harness import DevCluster, devcluster_command, poll, start_devcluster
 from tests.unit.test_seed_token import SEED_TOKEN
 
 pytestmark = pytest.mark.e2e
@@ -88,12 +89,17 @@ def _spki_kid(jwk: dict[str, str]) -> str:
     return base64.urlsafe_b64encode(hashlib.sha256(der).digest()).rstrip(b"=").decode()
 
 
-def _review(cluster: DevCluster, token: str, audiences: list[str] | None = None) -> dict[str, Any]:
+def _review(
+    cluster: DevCluster,
+    token: str,
+    audiences: list[str] | None = None,
+    caller: str | None = None,
+) -> dict[str, Any]:
     spec: dict[str, Any] = {"token": token}
     if audiences is not None:
         spec["audiences"] = audiences
     body = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview", "spec": spec}
-    caller = cluster.pod("be2").token()
+    caller = caller or cluster.pod("be2").token()
     with cluster.client() as client:
         response = client.post(TOKEN_REVIEWS, json=body, headers=_bearer(caller))
     assert response.status_code == 201, response.text
@@ -495,3 +501,37 @@ def test_stops_cleanly_on_signals(tmp_path: Path, sig: int) -> None:
         assert cluster.stop(sig) == 0
         assert not (cluster.state_dir / "cluster.json").exists()
         assert "Traceback" not in cluster.logs()
+
+
+def test_pods_are_configurable(tmp_path: Path) -> None:
+    extra_args = ["--pod", "team/api:api-sa:aud1", "--pod", "web:web-sa"]
+    with start_devcluster(tmp_path / "cluster", extra_args=extra_args) as cluster:
+        api, web = cluster.pod("api"), cluster.pod("web")
+        assert (api.namespace, api.service_account, set(api.extra_tokens)) == (
+            "team",
+            "api-sa",
+            {"aud1"},
+        )
+        assert (web.namespace, web.extra_tokens) == ("default", {})
+        review = _review(cluster, api.token("aud1"), ["aud1"], caller=web.token())
+        assert review["status"]["authenticated"] is True
+        assert (api.volume.parent / "aud1-token" / "namespace").read_text() == "team"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--pod", "Bad_Name:sa"], "not a valid Kubernetes name"),
+        (["--token-ttl", "0"], "--token-ttl must be at least 1 second"),
+    ],
+)
+def test_bad_arguments_end_with_one_clear_line(
+    tmp_path: Path, args: list[str], message: str
+) -> None:
+    command = devcluster_command(tmp_path / "cluster", 3607, args)
+    # A later --token-ttl wins over the harness's default one (argparse keeps the last).
+    result = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
