@@ -200,3 +200,50 @@ def shared_stack(
         yield shared
     # Every process has stopped: their logs are complete.
     assert_no_leaks(ledger, shared.log_files())
+
+
+# --- per-test processes for the fault suites ---------------------------------------------------
+
+
+@dataclass
+class FaultBench:
+    """A devcluster of its own, and the be/be2 processes a fault test starts against it."""
+
+    cluster: DevCluster
+    log_dir: Path
+    stack: contextlib.ExitStack
+    tally: Tally
+    services: list[Service] = field(default_factory=list)
+
+    def start(
+        self, kind: str, env: dict[str, str], *, wait_ready: bool = True, name: str | None = None
+    ) -> Service:
+        service = self.stack.enter_context(
+            start_service(kind, env, self.log_dir, wait_ready=wait_ready, name=name)
+        )
+        self.services.append(service)
+        register_logs(self.tally, *service.log_paths)
+        return service
+
+    def fault(self, keys: str, delay_seconds: float = 0.0, **more: Any) -> None:
+        self.cluster.admin("/admin/faults", {"keys": keys, "delay_seconds": delay_seconds, **more})
+        if keys != "ok":
+            self.tally.add("faults injected")
+
+    def log_files(self) -> list[Path]:
+        paths = devcluster_logs(self.cluster)
+        for service in self.services:
+            paths.extend(service.log_paths)
+        return paths
+
+
+@pytest.fixture
+def bench(tmp_path: Path, tally: Tally, ledger: SecretLedger) -> Iterator[FaultBench]:
+    with contextlib.ExitStack() as stack:
+        cluster = stack.enter_context(start_devcluster(tmp_path / "devcluster"))
+        register_logs(tally, *devcluster_logs(cluster))
+        bench = FaultBench(cluster, tmp_path / "logs", stack, tally)
+        for pod in cluster.pods:
+            ledger.add_token(pod.token(), "pod token")
+        yield bench
+    assert_no_leaks(ledger, bench.log_files())

@@ -60,6 +60,7 @@ async def run_load(
     total: int,
     concurrency: int,
     timeout: float = 15.0,
+    report: LoadReport | None = None,
 ) -> LoadReport:
     """Send `total` requests cycling through `probes`, `concurrency` connections at a time.
 
@@ -67,8 +68,9 @@ async def run_load(
     connection is reopened. Connections are never idle under this load, so the server's
     keep-alive timeout cannot close one between two requests.
     """
-    report = LoadReport()
-    order = itertools.cycle(range(len(probes)))
+    report = report if report is not None else LoadReport()
+    # `probes` may grow while the load runs (a test adds tokens of a rotated-in key).
+    order = itertools.count()
     started = time.perf_counter()
 
     async def worker() -> None:
@@ -76,7 +78,7 @@ async def run_load(
         try:
             while report.sent < total:
                 report.sent += 1
-                probe = probes[next(order)]
+                probe = probes[next(order) % len(probes)]
                 if connection is None:
                     connection = await Connection.open("127.0.0.1", port, timeout)
                     report.connections_opened += 1
