@@ -12,7 +12,7 @@ from collections import OrderedDict
 import httpx
 import msgspec
 
-from adapters.kube_http import ApiServerError, request
+from adapters.kube_http import TOTAL_TIMEOUT_SECONDS, ApiServerError, request
 from domain.claims import JWT_MAX_BYTES, Claims, decode_claims, decode_header
 from domain.errors import (
     AuthError,
@@ -78,10 +78,14 @@ class TokenReviewConfig(msgspec.Struct, frozen=True, kw_only=True):
     leeway_seconds: float = DEFAULT_LEEWAY_SECONDS
     cache_ttl_seconds: float = 10.0
     cache_max_entries: int = 1000
+    timeout_seconds: float = TOTAL_TIMEOUT_SECONDS
+    """Bound on each TokenReview, connection to last byte."""
 
     def __post_init__(self) -> None:
         if not self.audiences:
             raise ValueError("at least one audience is required")
+        if not 0 < self.timeout_seconds <= TOTAL_TIMEOUT_SECONDS:
+            raise ValueError(f"timeout_seconds must be in (0, {TOTAL_TIMEOUT_SECONDS:g}]")
         if self.cache_ttl_seconds < 0 or self.cache_max_entries < 0:
             raise ValueError("cache bounds must not be negative")
 
@@ -202,6 +206,7 @@ class TokenReviewVerifier(Verifier):
                 api_server=self._config.api_server,
                 token=own_token,
                 json_body=body,
+                total_seconds=self._config.timeout_seconds,
             )
         except ApiServerError as exc:
             raise ReviewUnavailable(f"TokenReview failed: {exc.reason}") from None
