@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping, Sized
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any, Protocol, runtime_checkable
 
@@ -189,6 +189,13 @@ def _counter(obj: object, name: str) -> Callable[[], int]:
     return read
 
 
+def _size(obj: object) -> Callable[[], int]:
+    def read() -> int:
+        return len(obj) if isinstance(obj, Sized) else 0
+
+    return read
+
+
 def _outcomes(obj: object) -> Callable[[], Mapping[str, int]]:
     def read() -> Mapping[str, int]:
         value = getattr(obj, "fetch_outcomes", None)
@@ -219,6 +226,7 @@ def create_app(container: Container | None = None) -> Litestar:
         jwks_fetches=_outcomes(key_provider),
         cache_hits=_counter(verifier, "hits"),
         cache_misses=_counter(verifier, "misses"),
+        cache_entries=_size(verifier),
     )
     token_source = container.token_source()
     return assemble(

@@ -14,6 +14,7 @@ __all__ = [
     "LabeledCounter",
     "Registry",
     "SourcedCounter",
+    "SourcedGauge",
     "SourcedLabeledCounter",
 ]
 
@@ -122,6 +123,20 @@ class SourcedLabeledCounter:
         ]
 
 
+class SourcedGauge:
+    """A gauge whose value is read, at scrape time, from an adapter (e.g. cache entries)."""
+
+    __slots__ = ("help", "name", "source")
+
+    def __init__(self, name: str, help_text: str, source: Callable[[], int]) -> None:
+        self.name = name
+        self.help = help_text
+        self.source = source
+
+    def lines(self) -> list[str]:
+        return [*_header(self.name, self.help, "gauge"), f"{self.name} {int(self.source())}"]
+
+
 class Histogram:
     """A histogram of seconds with fixed buckets."""
 
@@ -156,7 +171,9 @@ class Histogram:
         return lines
 
 
-Metric = Counter | LabeledCounter | SourcedCounter | SourcedLabeledCounter | Histogram
+Metric = (
+    Counter | LabeledCounter | SourcedCounter | SourcedLabeledCounter | SourcedGauge | Histogram
+)
 
 
 class Registry:
@@ -191,6 +208,7 @@ class ValidationMetrics:
         jwks_fetches: Callable[[], Mapping[str, int]],
         cache_hits: Callable[[], int],
         cache_misses: Callable[[], int],
+        cache_entries: Callable[[], int] | None = None,
     ) -> None:
         self.registry = Registry()
         self.validations = LabeledCounter(
@@ -232,6 +250,15 @@ class ValidationMetrics:
                 cache_misses,
             )
         )
+        if cache_entries is not None:
+            # Bounded by the cache's max_entries; issue 7 checks it after 10 000 distinct tokens.
+            self.registry.add(
+                SourcedGauge(
+                    "ksa_verified_cache_entries",
+                    "Verified tokens held in the cache now.",
+                    cache_entries,
+                )
+            )
 
     def observe(self, result: str, seconds: float, *, stale: bool = False) -> None:
         """Count one validation: `ok` or a reason code, and how long it took."""
