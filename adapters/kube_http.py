@@ -207,7 +207,11 @@ async def request(
     where = _describe(url)
     try:
         async with asyncio.timeout(total_seconds):
-            async with client.stream(method, url, headers=sent, content=json_body) as response:
+            # follow_redirects=False here too: a client built elsewhere must not carry our
+            # token to wherever a Location header points.
+            async with client.stream(
+                method, url, headers=sent, content=json_body, follow_redirects=False
+            ) as response:
                 if response.is_redirect:
                     target = response.headers.get("location", "")
                     raise ApiServerError(
