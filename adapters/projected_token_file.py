@@ -123,7 +123,11 @@ class ProjectedTokenFile(TokenSource):
                 )
                 self._last_failure = reason
             return good.token
-        self._last_failure = reason
+        failure = f"{reason}; no valid token held"
+        if self._last_failure != failure:
+            # Said once per reason: every request would otherwise log the same line.
+            logger.error("service account token at %s cannot be read (%s)", self._path, failure)
+        self._last_failure = failure
         raise TokenUnavailable(f"service account token at {self._path} is unavailable: {reason}")
 
 
