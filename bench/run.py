@@ -331,7 +331,7 @@ def _memory(config: Config, cluster: Any, server: str, tokens: list[str]) -> Mem
             connections=config.memory_connections, requests=config.memory_requests,
         )  # fmt: skip
         rss_after = be2.rss
-        entries = _metric(be2.port, "ksa_auth_cache_entries")
+        entries = _metric(be2.port, "ksa_verified_cache_entries")
         return MemoryFigures(
             server=server,
             requests=result.requests,
