@@ -57,7 +57,10 @@ BE_APP, BE2_APP = "be", "be2"
 # Settings a user may pass through to the children; every other KSA_* variable of our own
 # environment is dropped so the services are wired only by what the devcluster wrote.
 PASSED_THROUGH = frozenset({"KSA_LOG_LEVEL", "KSA_LOG_FORMAT"})
-POSTMAN_COLLECTION = "deploy/postman/ksa-auth.postman_collection.json"
+# In a source checkout (make run) these exist; from an installed wheel they are shown relative.
+REPO = Path(__file__).resolve().parents[1]
+POSTMAN_COLLECTION = Path("deploy/postman/ksa-auth.postman_collection.json")
+LOCAL_NEWMAN = Path("tools/newman/node_modules/.bin/newman")
 
 
 class PodInfo(msgspec.Struct, frozen=True, forbid_unknown_fields=False):
@@ -453,9 +456,21 @@ def usage_text(stack: Stack) -> str:
         f'  curl -s -X POST -H "Authorization: Bearer {admin_token}" '
         f"{cluster.admin_url}/admin/tokens/rotate",
         "  # the seed's Postman flow, with newman",
-        f"  newman run {POSTMAN_COLLECTION} --env-var be_url={be} --env-var be2_url={be2}",
+        f"  {_newman_command()} run {_in_repo(POSTMAN_COLLECTION)} "
+        f"--env-var be_url={be} --env-var be2_url={be2}",
     ]
     return "\n".join(lines)
+
+
+def _in_repo(path: Path) -> str:
+    return shlex.quote(str(REPO / path if (REPO / path).exists() else path))
+
+
+def _newman_command() -> str:
+    # `make test` installs newman under tools/newman; otherwise npx fetches the same version.
+    if (REPO / LOCAL_NEWMAN).exists():
+        return _in_repo(LOCAL_NEWMAN)
+    return "npx --yes newman@6.2.2"
 
 
 def _ksa_auth_command() -> str:
