@@ -8,7 +8,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,7 +17,6 @@ import httpx
 from tests.devcluster_harness import DevCluster, DevPod
 
 __all__ = [
-    "BE2_AUDIENCE",
     "Service",
     "be2_environment",
     "be_environment",
@@ -27,7 +26,6 @@ __all__ = [
 
 START_TIMEOUT_SECONDS = 30.0
 STOP_TIMEOUT_SECONDS = 10.0
-BE2_AUDIENCE = "be2"
 _SERVE = (sys.executable, "-m", "entrypoints.cli", "serve")
 
 
@@ -59,7 +57,7 @@ class Service:
 
 
 def be2_environment(cluster: DevCluster, **overrides: str) -> dict[str, str]:
-    """be2's settings from cluster.json, as `ksa-auth up` sets them (SPEC §3)."""
+    """be2's settings from cluster.json, as `ksa-auth up` sets them (entrypoints/stack.py)."""
     pod = cluster.pod("be2")
     be = cluster.pod("be")
     env = {
@@ -68,7 +66,7 @@ def be2_environment(cluster: DevCluster, **overrides: str) -> dict[str, str]:
         "KSA_API_SERVER": cluster.url,
         "KSA_ISSUER": cluster.issuer,
         "KSA_DISCOVERY_URL": cluster.discovery_url,
-        "KSA_AUDIENCES": f"{BE2_AUDIENCE},{cluster.api_audience}",
+        "KSA_AUDIENCES": cluster.api_audience,
         "KSA_ALLOWED_SUBJECTS": be.subject,
         "KSA_LOG_LEVEL": "INFO",
         "KSA_LOG_FORMAT": "json",
@@ -78,11 +76,10 @@ def be2_environment(cluster: DevCluster, **overrides: str) -> dict[str, str]:
 
 
 def be_environment(cluster: DevCluster, be2_url: str, **overrides: str) -> dict[str, str]:
-    """be's settings: its be2-audience projected token, and where be2 listens."""
+    """be's settings, as `ksa-auth up` sets them: its pod's projected token, where be2 is."""
     pod: DevPod = cluster.pod("be")
-    token_file = pod.extra_tokens.get(BE2_AUDIENCE, pod.token_file)
     env = {
-        "KSA_TOKEN_FILE": str(token_file),
+        "KSA_TOKEN_FILE": str(pod.token_file),
         "KSA_BE2_URL": be2_url,
         "KSA_LOG_LEVEL": "INFO",
         "KSA_LOG_FORMAT": "json",
@@ -106,6 +103,7 @@ def start_service(
     *,
     wait_ready: bool = True,
     name: str | None = None,
+    preexec_fn: Callable[[], None] | None = None,
 ) -> Iterator[Service]:
     """`ksa-auth serve <kind>` on a free port until the block ends; stopped and reaped after.
 
@@ -128,6 +126,7 @@ def start_service(
                 stdout=stdout,
                 stderr=stderr,
                 stdin=subprocess.DEVNULL,
+                preexec_fn=preexec_fn,
             )
         service = Service(label, port, process, (stdout_path, stderr_path), dict(env))
         try:
