@@ -12,7 +12,7 @@ import msgspec
 from joserfc import jwk, jws
 from joserfc.errors import BadSignatureError, JoseError, UnsupportedAlgorithmError
 
-from domain.claims import JWT_MAX_BYTES, decode_claims, decode_header
+from domain.claims import JWT_MAX_BYTES, Claims, decode_claims, decode_header
 from domain.errors import BadIssuer, BadSignature, Malformed, UnknownKey, UnsupportedAlgorithm
 from domain.identity import Identity
 from domain.ports import Clock, KeyProvider, PublicJwk, Verifier
@@ -74,15 +74,21 @@ class JoseVerifier(Verifier):
             raise Malformed("token header lists critical extensions, which are not supported")
         if not header.kid:
             raise Malformed("token header has no `kid`")
-        # Untrusted until the signature verifies; read first, as kube-apiserver does
+        # Untrusted until the signature verifies; peeked at first, as kube-apiserver does
         # (pkg/serviceaccount/jwt.go hasCorrectIssuer): a token from another issuer is not
-        # ours to check, whatever key it names.
-        claims = decode_claims(payload)
-        if claims.iss not in self._expectations.issuers:
+        # ours to check, whatever key it names. Claims that do not decode are reported after
+        # the key and signature checks, in the order.
+        try:
+            claims: Claims | None = decode_claims(payload)
+        except Malformed:
+            claims = None
+        if claims is not None and claims.iss not in self._expectations.issuers:
             raise BadIssuer(f"issuer {claims.iss!r} is not one of the accepted issuers")
         public = await self._keys.get_key(header.kid)
         key = self._import(public, alg)
         self._check_signature(token, raw_header, payload, key, alg)
+        if claims is None:
+            claims = decode_claims(payload)
         return validate_claims(claims, self._expectations, self._clock())
 
     def _import(self, public: PublicJwk, alg: str) -> jwk.Key:
