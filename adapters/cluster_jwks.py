@@ -66,7 +66,7 @@ class ClusterJwksConfig(msgspec.Struct, frozen=True, kw_only=True):
             ("api_server", self.api_server),
         ):
             if url is not None and origin_of(url)[0] not in ("https", "http"):
-                raise ValueError(f"{name} must be an https:// URL, not {url!r}")
+                raise ValueError(f"{name} must be an https:// (or http://) URL, not {url!r}")
         if not 0 < self.refresh_at_fraction <= 1:
             raise ValueError("refresh_at_fraction must be in (0, 1]")
         if not 0 < self.min_max_age_seconds <= self.max_max_age_seconds:
@@ -151,9 +151,12 @@ class ClusterJwksKeyProvider(KeyProvider):
     async def get_key(self, kid: str) -> PublicJwk:
         """Return the key with this kid, refreshing once if unknown (single-flight, at most
         once per cooldown); raises UnknownKey or KeysUnavailable."""
-        if self._clock() < self._usable_until:
+        now = self._clock()
+        if now < self._usable_until:
             key = self._keys.get(kid)
             if key is not None:
+                if now >= self._fresh_until:
+                    self._refresh_soon(now)
                 return key
             await self._refresh_for_unknown_kid()
         else:
@@ -198,6 +201,12 @@ class ClusterJwksKeyProvider(KeyProvider):
         ):
             await self._shared_fetch()
 
+    def _refresh_soon(self, now: float) -> None:
+        # Past max-age and no refresher running (start() not called, or it is between naps):
+        # serve the stale key now and fetch behind it, at most once per cooldown.
+        if self._inflight is None and now - self._last_attempt >= self.config.cooldown_seconds:
+            self._start_fetch()
+
     async def _refresh_for_unknown_kid(self) -> None:
         # A kid we do not know is either a key rotated in since our last fetch (fetch now, as
         # Envoy/Istio failed to: envoyproxy/envoy#39643) or made up (do not fetch per request).
@@ -210,14 +219,17 @@ class ClusterJwksKeyProvider(KeyProvider):
         self._last_miss_refresh = now
         await self._shared_fetch()
 
-    async def _shared_fetch(self) -> None:
+    def _start_fetch(self) -> asyncio.Task[None]:
         task = self._inflight
         if task is None:
             task = asyncio.create_task(self._fetch(), name="jwks-fetch")
             self._inflight = task
             task.add_done_callback(self._fetch_done)
+        return task
+
+    async def _shared_fetch(self) -> None:
         # Shielded: a caller that gives up (client gone) must not cancel everyone's fetch.
-        await asyncio.shield(task)
+        await asyncio.shield(self._start_fetch())
 
     def _fetch_done(self, task: asyncio.Task[None]) -> None:
         if self._inflight is task:

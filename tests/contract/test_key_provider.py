@@ -459,6 +459,26 @@ async def test_keys_refresh_in_the_background_before_max_age(cluster: DevCluster
         await client.aclose()
 
 
+async def test_stale_keys_are_served_while_a_refresh_runs_behind_them(
+    cluster: DevCluster,
+) -> None:
+    clock = FakeClock()
+    provider, client = _cluster_provider(cluster, clock=clock)
+    try:
+        await provider.refresh()  # loaded without start(): no background refresher
+        kid = next(iter(provider.known_kids()))
+        before = _jwks_requests(cluster)
+        clock.now += 3600  # max-age reached
+        assert (await provider.get_key(kid)).kid == kid  # served at once, not awaited
+        await eventually(lambda: provider.fetch_outcomes["ok"] >= 2, "a refresh behind")
+        assert _jwks_requests(cluster) == before + 1
+        assert (await provider.get_key(kid)).kid == kid
+        assert _jwks_requests(cluster) == before + 1, "fresh again: no more fetches"
+    finally:
+        await provider.close()
+        await client.aclose()
+
+
 async def test_never_loaded_keys_are_keys_unavailable(cluster: DevCluster) -> None:
     cluster.admin("/admin/faults", {"keys": "outage"})
     provider, client = _cluster_provider(cluster)
