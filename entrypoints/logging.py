@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import io
 import json
 import logging
+import os
 import re
 import sys
+import threading
 import time
 import traceback
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
@@ -14,6 +17,7 @@ from typing import Any, Literal, TextIO
 
 __all__ = [
     "ACCESS_LOGGER",
+    "BatchingStreamHandler",
     "RequestLog",
     "RequestRecord",
     "configure_logging",
@@ -169,6 +173,78 @@ class _ScrubFilter(logging.Filter):
         return True
 
 
+class BatchingStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """A StreamHandler that writes lines in batches: at most `max_delay` seconds late, at once
+    for WARNING and above (with everything before them, in order), and whenever `max_bytes`
+    are waiting.
+
+    One write per request costs more than its bytes: a write releases the GIL, and the server's
+    own threads (granian's runtime, uvicorn's loop helpers) take it, so the request thread waits
+    to get it back. Batching measured +22 % (granian) and +30 % (uvicorn) be2 req/s (issue 7).
+    """
+
+    def __init__(self, stream: TextIO, max_delay: float = 0.2, max_bytes: int = 64 * 1024) -> None:
+        super().__init__(stream)
+        self.max_delay = max_delay
+        self.max_bytes = max_bytes
+        self._lines: list[str] = []
+        self._size = 0
+        self._flusher_pid: int | None = None
+        self._wake = threading.Event()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            line = self.format(record) + self.terminator
+        except Exception:
+            self.handleError(record)
+            return
+        with self.lock:  # type: ignore[union-attr]
+            self._lines.append(line)
+            self._size += len(line)
+            urgent = record.levelno >= logging.WARNING or self._size >= self.max_bytes
+        if urgent:
+            self.flush()
+        elif self._flusher_pid != os.getpid():
+            # Started on first use and again in a forked worker, which inherits no threads.
+            self._start_flusher()
+
+    def flush(self) -> None:
+        with self.lock:  # type: ignore[union-attr]
+            if self._lines:
+                text, self._lines, self._size = "".join(self._lines), [], 0
+                try:
+                    self.stream.write(text)
+                except Exception:  # a closed or broken stream must not break the caller
+                    return
+            if hasattr(self.stream, "flush"):
+                try:
+                    self.stream.flush()
+                except Exception:
+                    return
+
+    def close(self) -> None:
+        self.flush()
+        super().close()
+
+    def _start_flusher(self) -> None:
+        self._flusher_pid = os.getpid()
+        threading.Thread(target=self._flush_forever, name="log-flusher", daemon=True).start()
+
+    def _flush_forever(self) -> None:
+        while True:
+            self._wake.wait(self.max_delay)
+            if self._lines:
+                self.flush()
+
+
+def _has_fd(stream: TextIO) -> bool:
+    try:
+        stream.fileno()
+    except (OSError, ValueError, io.UnsupportedOperation, AttributeError):
+        return False
+    return True
+
+
 class JsonFormatter(logging.Formatter):
     """One JSON object per line: time (UTC), level, logger, message and any extra fields."""
 
@@ -216,7 +292,9 @@ def configure_logging(
     logging.logProcesses = False
     logging.logMultiprocessing = False
     logging._srcfile = None
-    handler = logging.StreamHandler(stream or sys.stderr)
+    target = stream or sys.stderr
+    # A real file or pipe gets batched writes; an in-memory stream (tests) is written at once.
+    handler = BatchingStreamHandler(target) if _has_fd(target) else logging.StreamHandler(target)
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     handler.addFilter(_ScrubFilter())
     root = logging.getLogger()
