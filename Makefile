@@ -4,15 +4,16 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck imports unit venv newman clean
+.PHONY: run test lint typecheck imports unit venv newman bench clean
 
 # The venv is (re)built when missing or older than pyproject.toml or the lock. The runtime
 # closure is installed exactly as the image ships it (deploy/requirements.lock), so the tests
-# run on the image's versions.
+# run on the image's versions. The bench extra (FastAPI, PyJWT: the seed-style baseline) is for
+# `make bench` and its smoke test; it is not in the image.
 $(STAMP): pyproject.toml deploy/requirements.lock
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test]' \
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test,bench]' \
 		--requirement deploy/requirements.lock
 	@touch $(STAMP)
 
@@ -50,6 +51,13 @@ unit: $(STAMP) $(NEWMAN)
 	$(BIN)/python -m pytest
 
 test: lint typecheck imports unit
+
+# Issue 7, not part of `make test`: micro, HTTP and memory figures against the floor, a Litestar
+# hello-world and the seed's approach, as one table (docs/PERFORMANCE.md). Load from wrk when it
+# is installed (Debian: apt-get install wrk), else a bounded Python generator. Exits 1 when a
+# target is missed.
+bench: $(STAMP)
+	$(BIN)/python -m bench
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .import_linter_cache \
