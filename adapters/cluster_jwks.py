@@ -123,7 +123,6 @@ class ClusterJwksKeyProvider(KeyProvider):
         self._failures = 0
         self._etag: str | None = None
         self._jwks_location: str | None = None
-        self._rebase_logged = False
         self._inflight: asyncio.Task[None] | None = None
         self._background: asyncio.Task[None] | None = None
 
