@@ -8,9 +8,10 @@ from dataclasses import dataclass
 
 import httpx
 
+from tests.devcluster_harness import poll
 from tests.reliability.services import Service
 
-__all__ = ["Answer", "call", "log_lines", "metric"]
+__all__ = ["Answer", "call", "log_lines", "metric", "wait_for_log"]
 
 # Far above any bound the services promise (5 s API timeout): reaching it means a hang.
 CLIENT_TIMEOUT_SECONDS = 30.0
@@ -64,3 +65,13 @@ def log_lines(service: Service, *needles: str) -> list[str]:
         for line in service.logs().splitlines()
         if all(needle in line.lower() for needle in lowered)
     ]
+
+
+def wait_for_log(service: Service, *needles: str, timeout: float = 15.0) -> list[str]:
+    """The lines holding every needle, once there are some (logs are written in batches, up to
+    0.2 s late, so a line is waited for with a bound rather than expected at once)."""
+    return poll(
+        lambda: log_lines(service, *needles),
+        timeout=timeout,
+        what=f"a log line of {service.name} with {needles}",
+    )

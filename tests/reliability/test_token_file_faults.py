@@ -28,7 +28,7 @@ from tests.reliability.conftest import (
     devcluster_logs,
     register_logs,
 )
-from tests.reliability.faults import call, log_lines
+from tests.reliability.faults import call, wait_for_log
 from tests.reliability.logscan import SecretLedger
 from tests.reliability.services import (
     Service,
@@ -171,8 +171,7 @@ def test_unreadable_token_file_keeps_the_last_good_token_then_503(
         failed_call = call(be, "/call-be2")
         assert failed_call.status == 503, failed_call.json
         tally.add("requests sent", 8)
-        lines = log_lines(be, str(token_file), _LOG_REASON[mode])
-        assert lines, be.logs()[-2000:]
+        wait_for_log(be, str(token_file), _LOG_REASON[mode])
 
         _repair(token_file, mint(3600))
         poll(lambda: call(be, "/get-jwt").status == 200, timeout=15, what="be to recover")
