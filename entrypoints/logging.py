@@ -168,13 +168,28 @@ def _log_access(
     if logger.disabled:
         return
     now = time.time()
-    attributes = _ACCESS_TEMPLATE.copy()
+    message = scrub(msg % args)
     # Scrubbed here, as _ScrubFilter would (the method and path come from the client).
-    for key, value in extra.items():
-        attributes[key] = scrub(value) if isinstance(value, str) else value
+    fields = {
+        key: scrub(value) if isinstance(value, str) else value for key, value in extra.items()
+    }
+    direct = _direct_json_handler(logger)
+    if direct is not None:
+        # Exactly JsonFormatter's line for the record below, without building the record.
+        data: dict[str, object] = {
+            "ts": _utc_millis(now),
+            "level": "INFO",
+            "logger": logger.name,
+            "msg": message,
+        }
+        data.update(fields)
+        direct.write_line(_JSON.encode(data))
+        return
+    attributes = _ACCESS_TEMPLATE.copy()
+    attributes.update(fields)
     attributes.update(
         name=logger.name,
-        msg=scrub(msg % args),
+        msg=message,
         args=None,
         created=now,
         msecs=int((now - int(now)) * 1000) + 0.0,
@@ -192,6 +207,28 @@ def _log_access(
             if record.levelno >= handler.level:
                 handler.handle(record)
         current = current.parent if current.propagate else None
+
+
+# The handler configure_logging installed, while it writes JSON; None otherwise.
+_installed: BatchingStreamHandler | None = None
+
+
+def _direct_json_handler(logger: logging.Logger) -> BatchingStreamHandler | None:
+    """The installed JSON handler when it is the only place an INFO record of `logger` would
+    go, unfiltered but for the scrubber (as configure_logging leaves logging); else None."""
+    handler = _installed
+    if handler is None or handler.level > logging.INFO or len(handler.filters) != 1:
+        return None
+    current: logging.Logger | None = logger
+    while current is not None:
+        if current.filters or current.disabled:
+            return None
+        if current.parent is None:  # the root
+            return handler if current.handlers == [handler] else None
+        if current.handlers:
+            return None
+        current = current.parent if current.propagate else None
+    return None
 
 
 def _path(scope: Scope) -> str:
@@ -270,6 +307,18 @@ class BatchingStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
                     self.stream.flush()
                 except Exception:
                     return
+
+    def write_line(self, line: str) -> None:
+        """Queue one formatted INFO line, as `emit` would after formatting a record."""
+        line += self.terminator
+        with self.lock:  # type: ignore[union-attr]
+            self._lines.append(line)
+            self._size += len(line)
+            full = self._size >= self.max_bytes
+        if full:
+            self.flush()
+        elif self._flusher_pid != os.getpid():
+            self._start_flusher()
 
     def close(self) -> None:
         self.flush()
@@ -368,6 +417,8 @@ def configure_logging(
     handler = BatchingStreamHandler(target) if _has_fd(target) else logging.StreamHandler(target)
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     handler.addFilter(_ScrubFilter())
+    global _installed
+    _installed = handler if fmt == "json" and isinstance(handler, BatchingStreamHandler) else None
     root = logging.getLogger()
     for existing in list(root.handlers):
         root.removeHandler(existing)

@@ -1,0 +1,92 @@
+"""The access line's fast paths write exactly what `logger.info(..., extra=...)` would."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from entrypoints import logging as ksa_logging
+from tests.unit.test_seed_token import SEED_TOKEN
+
+FIELDS: dict[str, object] = {
+    "service": "be2",
+    "method": "GET",
+    "path": f"/validate-auth/{SEED_TOKEN}",
+    "status": 401,
+    "subject": None,
+    "outcome": "rejected",
+    "reason": "bad_signature",
+    "latency_ms": 0.25,
+}
+
+
+@pytest.fixture
+def restore_logging() -> Iterator[None]:
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+    for handler in handlers:
+        root.addHandler(handler)
+    root.setLevel(level)
+    ksa_logging._installed = None
+
+
+def _lines(write: object) -> list[dict[str, object]]:
+    logger = logging.getLogger(ksa_logging.ACCESS_LOGGER)
+    ksa_logging._log_access(logger, "%s %s %s", ("GET", str(FIELDS["path"]), 401), dict(FIELDS))
+    logger.info("%s %s %s", "GET", FIELDS["path"], 401, extra=dict(FIELDS))
+    for handler in logging.getLogger().handlers:
+        handler.flush()
+    text = write() if callable(write) else ""
+    lines = [json.loads(line) for line in text.splitlines()]
+    for line in lines:
+        assert isinstance(line.pop("ts"), str)
+    return lines
+
+
+@pytest.mark.usefixtures("restore_logging")
+def test_direct_json_line_equals_the_logged_record(tmp_path: Path) -> None:
+    path = tmp_path / "log"
+    with open(path, "w", encoding="utf-8") as stream:
+        ksa_logging.configure_logging("INFO", "json", stream)
+        assert ksa_logging._direct_json_handler(logging.getLogger("ksa.access")) is not None
+        fast, generic = _lines(path.read_text)
+    assert fast == generic
+    assert list(fast) == list(generic)  # same keys in the same order
+    assert SEED_TOKEN not in path.read_text()
+
+
+@pytest.mark.usefixtures("restore_logging")
+def test_record_path_when_another_handler_would_see_the_line(tmp_path: Path) -> None:
+    path = tmp_path / "log"
+    seen = io.StringIO()
+    with open(path, "w", encoding="utf-8") as stream:
+        ksa_logging.configure_logging("INFO", "json", stream)
+        extra = logging.StreamHandler(seen)
+        logging.getLogger("ksa").addHandler(extra)
+        try:
+            assert ksa_logging._direct_json_handler(logging.getLogger("ksa.access")) is None
+            fast, generic = _lines(path.read_text)
+        finally:
+            logging.getLogger("ksa").removeHandler(extra)
+    assert fast == generic
+    lines = seen.getvalue().splitlines()
+    assert len(lines) == 2 and all(line.startswith("GET /validate-auth/") for line in lines)
+    # The fast path scrubs before any handler; a handler without our filter sees that too.
+    assert SEED_TOKEN not in lines[0]
+
+
+@pytest.mark.usefixtures("restore_logging")
+def test_in_memory_streams_take_the_record_path() -> None:
+    stream = io.StringIO()
+    ksa_logging.configure_logging("INFO", "json", stream)
+    assert ksa_logging._installed is None
+    fast, generic = _lines(stream.getvalue)
+    assert fast == generic
