@@ -118,11 +118,13 @@ class RequestLog:
         status = 0
         started = time.perf_counter()
 
-        async def capture(message: Message) -> None:
+        def capture(message: Message) -> Awaitable[None]:
+            # A plain function handing back send's awaitable: an `async def` here would add a
+            # coroutine per message on every request (issue 7).
             nonlocal status
             if message.get("type") == "http.response.start":
                 status = int(message.get("status", 0))
-            await send(message)
+            return send(message)
 
         try:
             await self.app(scope, receive, capture)
