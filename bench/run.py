@@ -313,9 +313,9 @@ def _http_rounds(
         if cache_before is not None and cache_after is not None and result.requests:
             miss_shares.append((cache_after[1] - cache_before[1]) / result.requests)
     for name, values in samples.items():
-        app, kind = name.split("/")
-        figures.rps[(server, app, kind)] = statistics.median(values)
-        figures.clean[(server, app, kind)] = clean[name]
+        app_name, kind = name.split("/")
+        figures.rps[(server, app_name, kind)] = statistics.median(values)
+        figures.clean[(server, app_name, kind)] = clean[name]
     figures.be2_requests[server] = be2_requests
     figures.jwks_fetches[server] = jwks_fetches
     figures.miss_share[server] = min(miss_shares) if miss_shares else None
