@@ -21,7 +21,7 @@ from domain.claims import decode_claims
 from domain.errors import AuthError, Malformed, TokenUnavailable
 from domain.ports import TokenSource
 from entrypoints.container import Container, build_container
-from entrypoints.logging import configure_logging
+from entrypoints.logs import configure_logging
 from entrypoints.metrics import LabeledCounter, Registry
 from entrypoints.middleware import token_unavailable_response
 from entrypoints.settings import Settings, check_service_files, load_settings

@@ -18,7 +18,7 @@ from domain.errors import AuthError, TokenUnavailable
 from domain.identity import Identity
 from domain.ports import KeyProvider, TokenSource
 from entrypoints.container import Container, build_container
-from entrypoints.logging import configure_logging
+from entrypoints.logs import configure_logging
 from entrypoints.metrics import ValidationMetrics
 from entrypoints.middleware import BearerAuthenticationMiddleware, require_subjects
 from entrypoints.settings import Settings, check_service_files, load_settings

@@ -14,8 +14,8 @@ HANDLERS = {
     "devcluster": "entrypoints.devcluster:run",
     "up": "entrypoints.stack:run_up",
     "demo": "entrypoints.stack:run_demo",
-    "decode": "entrypoints.inspect:run_decode",
-    "verify": "entrypoints.inspect:run_verify",
+    "decode": "entrypoints.token_commands:run_decode",
+    "verify": "entrypoints.token_commands:run_verify",
 }
 
 

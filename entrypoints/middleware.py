@@ -30,7 +30,7 @@ from domain.errors import (
 from domain.identity import Identity
 from domain.policy import SubjectPolicy
 from domain.ports import Verifier
-from entrypoints.logging import record_of, scrub
+from entrypoints.logs import record_of, scrub
 from entrypoints.metrics import ValidationMetrics
 
 __all__ = [

@@ -15,7 +15,7 @@ from litestar.openapi.plugins import JsonRenderPlugin, SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 from litestar.types import ExceptionHandlersMap
 
-from entrypoints.logging import RequestLog, record_of
+from entrypoints.logs import RequestLog, record_of
 from entrypoints.metrics import CONTENT_TYPE, Registry
 from entrypoints.middleware import RETRY_AFTER_SECONDS
 from entrypoints.middleware import exception_handlers as default_exception_handlers

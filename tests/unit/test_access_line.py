@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from entrypoints import logging as ksa_logging
+from entrypoints import logs as ksa_logging
 from tests.unit.test_seed_token import SEED_TOKEN
 
 FIELDS: dict[str, object] = {

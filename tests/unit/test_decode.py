@@ -10,7 +10,7 @@ import pytest
 
 from domain.errors import Malformed
 from entrypoints.cli import main
-from entrypoints.inspect import read_token, render_decode
+from entrypoints.token_commands import read_token, render_decode
 from tests.unit.test_seed_token import SEED_TOKEN
 
 # Between the seed token's warnafter (2026-02-19 06:54:22) and its exp (2027-02-19 05:54:15).

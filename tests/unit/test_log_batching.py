@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from entrypoints.logging import BatchingStreamHandler, _has_fd
+from entrypoints.logs import BatchingStreamHandler, _has_fd
 
 
 def _record(level: int, message: str) -> logging.LogRecord:

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from entrypoints.logging import configure_logging, scrub
+from entrypoints.logs import configure_logging, scrub
 from entrypoints.metrics import Counter, Histogram, LabeledCounter, Registry, SourcedLabeledCounter
 from tests.unit.test_seed_token import SEED_TOKEN
 
