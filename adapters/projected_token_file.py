@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 import logging
 import os
-import re
 import time
 from pathlib import Path
 
@@ -14,6 +11,7 @@ import msgspec
 
 from domain.claims import JWT_MAX_BYTES, decode_claims
 from domain.errors import Malformed, TokenUnavailable
+from domain.jws import parse_compact
 from domain.ports import Clock, TokenSource
 
 __all__ = ["RECHECK_SECONDS", "ProjectedTokenFile"]
@@ -24,8 +22,6 @@ logger = logging.getLogger(__name__)
 # swaps `..data` at 80% of the TTL, so a 10 s bound keeps us at most 10 s behind even when the
 # identity check is fooled (same size, coarse mtime on some filesystems).
 RECHECK_SECONDS = 10.0
-
-_COMPACT_JWS = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
 
 _FileIdentity = tuple[str, int, int, int, int]
 
@@ -141,11 +137,11 @@ def _parse(raw: bytes) -> _Good:
         raise _Unreadable("the file is not ASCII text") from None
     if not token:
         raise _Unreadable("the file is empty")
-    if _COMPACT_JWS.fullmatch(token) is None:
-        raise _Unreadable("the file does not hold a JWT (three base64url segments)")
-    payload = token.split(".")[1]
     try:
-        claims = decode_claims(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
-    except (binascii.Error, ValueError, Malformed):
-        raise _Unreadable("the file holds a JWT whose claims cannot be decoded") from None
+        parts = parse_compact(token)
+        if not parts.signature:
+            raise Malformed("token has no signature")
+        claims = decode_claims(parts.payload)
+    except Malformed as exc:
+        raise _Unreadable(f"the file does not hold a usable JWT: {exc.detail}") from None
     return _Good(token, claims.exp)

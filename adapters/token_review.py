@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 import re
 import time
@@ -13,7 +11,7 @@ import httpx
 import msgspec
 
 from adapters.kube_http import TOTAL_TIMEOUT_SECONDS, ApiServerError, request
-from domain.claims import JWT_MAX_BYTES, Claims, decode_claims, decode_header
+from domain.claims import Claims, decode_claims
 from domain.errors import (
     AuthError,
     BadAudience,
@@ -31,17 +29,13 @@ from domain.errors import (
     UnsupportedAlgorithm,
 )
 from domain.identity import Identity
+from domain.jws import parse_compact, require_signing_algorithm
 from domain.ports import Clock, TokenSource, Verifier
 from domain.rules import DEFAULT_LEEWAY_SECONDS, Expectations, split_subject, validate_claims
 
 __all__ = ["REVIEW_PATH", "TokenReviewConfig", "TokenReviewVerifier"]
 
 REVIEW_PATH = "/apis/authentication.k8s.io/v1/tokenreviews"
-# What kube-apiserver signs with; anything else cannot be one of its tokens, so it is refused
-# without a round trip (and `none` / HS* with the same reason the local verifier gives).
-_ALGORITHMS = frozenset({"RS256", "ES256", "ES384", "ES512"})
-# The signature may be empty (an `alg: none` token): the algorithm check then names it.
-_COMPACT_JWS = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
 _POD_NAME = "authentication.kubernetes.io/pod-name"
 _POD_UID = "authentication.kubernetes.io/pod-uid"
 _NODE_NAME = "authentication.kubernetes.io/node-name"
@@ -168,28 +162,19 @@ class TokenReviewVerifier(Verifier):
     def _precheck(self, token: str, now: float) -> tuple[Claims, Identity]:
         # What can be decided without the API server is decided here, with the same reasons
         # as the local verifier; acceptance is still only ever the API server's.
-        if len(token) > JWT_MAX_BYTES:
-            raise Malformed(f"token is longer than {JWT_MAX_BYTES} bytes")
-        if _COMPACT_JWS.fullmatch(token) is None:
-            raise Malformed("token is not a compact JWS (three base64url segments)")
-        header_segment, payload_segment, _ = token.split(".")
-        try:
-            raw_header = _b64decode(header_segment)
-            payload = _b64decode(payload_segment)
-        except (binascii.Error, ValueError):
-            raise Malformed("token segments are not valid base64url") from None
-        header = decode_header(raw_header)
-        if header.alg not in _ALGORITHMS:
-            raise UnsupportedAlgorithm(
-                f"algorithm {header.alg!r} is not accepted ({', '.join(sorted(_ALGORITHMS))})"
-            )
-        claims = decode_claims(payload)
+        parts = parse_compact(token)
+        # Anything kube-apiserver does not sign with cannot be one of its tokens: refused
+        # without a round trip, with the reason the local verifier gives.
+        require_signing_algorithm(parts.header.alg)
+        claims = decode_claims(parts.payload)
         expectations = Expectations.of(
             self._config.issuers or (claims.iss,),
             self._config.audiences,
             leeway_seconds=self._config.leeway_seconds,
         )
-        return claims, validate_claims(claims, expectations, now)
+        local = validate_claims(claims, expectations, now)
+        # The API server finds the verifying key by this kid, as the local verifier does.
+        return claims, msgspec.structs.replace(local, key_id=parts.header.kid)
 
     async def _review(self, token: str) -> _Status:
         try:
@@ -249,6 +234,8 @@ class TokenReviewVerifier(Verifier):
             audiences=granted,
             expires_at=local.expires_at,
             stale=local.stale,
+            warn_after=local.warn_after,
+            key_id=local.key_id,
         )
 
     def _remember(self, digest: bytes, identity: Identity, now: float) -> None:
@@ -275,7 +262,3 @@ def _rejection(error: str) -> AuthError:
 
 def _first(values: list[str] | None) -> str | None:
     return values[0] if values else None
-
-
-def _b64decode(segment: str) -> bytes:
-    return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))

@@ -2,14 +2,9 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
-import math
 import time
 from collections import OrderedDict
-
-import msgspec
 
 from domain.identity import Identity
 from domain.ports import Clock, KeyProvider, Verifier
@@ -21,12 +16,11 @@ DEFAULT_MAX_ENTRIES = 10_000
 
 
 class _Entry:
-    __slots__ = ("identity", "kid", "until")
+    __slots__ = ("identity", "until")
 
-    def __init__(self, identity: Identity, until: float, kid: str | None) -> None:
+    def __init__(self, identity: Identity, until: float) -> None:
         self.identity = identity
         self.until = until
-        self.kid = kid
 
 
 class CachingVerifier(Verifier):
@@ -67,7 +61,9 @@ class CachingVerifier(Verifier):
         entry = self._entries.get(digest)
         if entry is not None:
             if self._clock() < entry.until and (
-                self._keys is None or entry.kid is None or entry.kid in self._keys.known_kids()
+                self._keys is None
+                or entry.identity.key_id is None
+                or entry.identity.key_id in self._keys.known_kids()
             ):
                 self._entries.move_to_end(digest)
                 self.hits += 1
@@ -76,64 +72,25 @@ class CachingVerifier(Verifier):
         self.misses += 1
         identity = await self._inner.verify(token)
         if self._max and self._ttl > 0:
-            self._remember(digest, token, identity)
+            self._remember(digest, identity)
         return identity
 
     def clear(self) -> None:
         """Forget every entry."""
         self._entries.clear()
 
-    def _remember(self, digest: bytes, token: str, identity: Identity) -> None:
+    def _remember(self, digest: bytes, identity: Identity) -> None:
         now = self._clock()
         until = now + self._ttl
         if identity.expires_at is not None:
             until = min(until, identity.expires_at)
-        kid, warn_after = _kid_and_warn_after(token)
+        warn_after = identity.warn_after
         if warn_after is not None and not identity.stale and warn_after > now:
             # Past `warnafter` the same token is reported stale: verify it again then.
             until = min(until, warn_after)
         if until <= now:
             return
-        self._entries[digest] = _Entry(identity, until, kid)
+        self._entries[digest] = _Entry(identity, until)
         self._entries.move_to_end(digest)
         while len(self._entries) > self._max:
             self._entries.popitem(last=False)
-
-
-class _Kid(msgspec.Struct):
-    kid: str | None = None
-
-
-class _Warn(msgspec.Struct):
-    warnafter: float | None = None
-
-
-class _Bookkeeping(msgspec.Struct):
-    kubernetes: _Warn | None = msgspec.field(default=None, name="kubernetes.io")
-
-
-# Only the two fields the cache needs: the full Claims decoder validated every claim again on
-# each miss (issue 7 measures misses).
-_kid_decoder = msgspec.json.Decoder(_Kid)
-_bookkeeping_decoder = msgspec.json.Decoder(_Bookkeeping)
-
-
-def _kid_and_warn_after(token: str) -> tuple[str | None, float | None]:
-    # `inner` accepted the token, so its header and claims decode; this reads them only for
-    # bookkeeping, never to decide anything about the token.
-    parts = token.split(".")
-    if len(parts) != 3:
-        return None, None
-    try:
-        kid = _kid_decoder.decode(_b64decode(parts[0])).kid
-        private = _bookkeeping_decoder.decode(_b64decode(parts[1])).kubernetes
-    except (msgspec.DecodeError, msgspec.ValidationError, binascii.Error, ValueError):
-        return None, None
-    warn_after = private.warnafter if private is not None else None
-    if warn_after is not None and not math.isfinite(warn_after):
-        return kid, None
-    return kid, warn_after
-
-
-def _b64decode(segment: str) -> bytes:
-    return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))

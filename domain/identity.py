@@ -23,3 +23,7 @@ class Identity(msgspec.Struct, frozen=True, kw_only=True):
     audiences: tuple[str, ...] = ()
     expires_at: int | None = None
     stale: bool = False
+    warn_after: float | None = None
+    """`kubernetes.io.warnafter`: past it the same token is reported stale."""
+    key_id: str | None = None
+    """The `kid` the token names: the key its signature was verified with."""

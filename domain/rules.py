@@ -133,6 +133,7 @@ def validate_claims(claims: Claims, expectations: Expectations, now: float) -> I
         audiences=audiences,
         expires_at=int(claims.exp) if claims.exp is not None else None,
         stale=stale,
+        warn_after=private.warnafter,
     )
 
 

@@ -145,7 +145,9 @@ def test_never_readable_raises_token_unavailable_naming_path_and_reason(tmp_path
         (b"a+b.c/d.e=f", "three base64url segments"),
         (b"\xff\xfe", "not ASCII"),
         (b"abc.%%%.def", "three base64url segments"),
-        (b"e30.bm90LWpzb24.c2ln", "claims cannot be decoded"),
+        (b"e30.bm90LWpzb24.c2ln", "header is not valid"),
+        (b"eyJhbGciOiJSUzI1NiJ9.bm90LWpzb24.c2ln", "claims are not valid"),
+        (b"eyJhbGciOiJSUzI1NiJ9.e30.", "no signature"),
     ],
 )
 def test_garbled_files_are_refused(volume: Volume, content: bytes, reason: str) -> None:

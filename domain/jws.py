@@ -1,0 +1,77 @@
+"""Compact JWS parsing (RFC 7515 §7.1): split, size-capped and decoded before any key is used."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from typing import NamedTuple
+
+from domain.claims import JWT_MAX_BYTES, Header, decode_header
+from domain.errors import Malformed, UnsupportedAlgorithm
+
+__all__ = [
+    "COMPACT_JWS",
+    "SIGNING_ALGORITHMS",
+    "CompactJws",
+    "b64url_decode",
+    "parse_compact",
+    "require_signing_algorithm",
+]
+
+# What kube-apiserver signs with (pkg/serviceaccount/jwt.go signerFromKey): RS256 for RSA keys,
+# ES256/384/512 by curve for EC keys, as alg -> (kty, crv). Never `none`, never HMAC: an HS256
+# token "signed" with the public key as the secret is the classic confusion attack.
+SIGNING_ALGORITHMS: dict[str, tuple[str, str | None]] = {
+    "RS256": ("RSA", None),
+    "ES256": ("EC", "P-256"),
+    "ES384": ("EC", "P-384"),
+    "ES512": ("EC", "P-521"),
+}
+_ALLOWED = ", ".join(SIGNING_ALGORITHMS)
+
+# Three base64url segments; the signature may be empty (an `alg: none` token), so that the
+# algorithm check, not the shape check, names what is wrong with it.
+COMPACT_JWS = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
+
+
+def b64url_decode(segment: str) -> bytes:
+    """Decode unpadded base64url (RFC 7515 §2); raises Malformed."""
+    try:
+        return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+    except (binascii.Error, ValueError):
+        raise Malformed("token segments are not valid base64url") from None
+
+
+class CompactJws(NamedTuple):
+    """A compact JWS taken apart; nothing in it is trusted until the signature verifies."""
+
+    header: Header
+    payload: bytes
+    signing_input: str
+    signature: str
+    """The signature segment, still base64url."""
+
+
+def parse_compact(token: str) -> CompactJws:
+    """Take a compact JWS apart, refusing oversized or misshapen input before any parsing.
+
+    Raises:
+        Malformed.
+    """
+    if len(token) > JWT_MAX_BYTES:
+        raise Malformed(f"token is longer than {JWT_MAX_BYTES} bytes")
+    if COMPACT_JWS.fullmatch(token) is None:
+        raise Malformed("token is not a compact JWS (three base64url segments)")
+    signing_input, _, signature = token.rpartition(".")
+    header_segment, _, payload_segment = signing_input.partition(".")
+    header = decode_header(b64url_decode(header_segment))
+    return CompactJws(header, b64url_decode(payload_segment), signing_input, signature)
+
+
+def require_signing_algorithm(alg: str) -> tuple[str, str | None]:
+    """The (kty, crv) an accepted algorithm needs; raises UnsupportedAlgorithm otherwise."""
+    try:
+        return SIGNING_ALGORITHMS[alg]
+    except KeyError:
+        raise UnsupportedAlgorithm(f"algorithm {alg!r} is not accepted ({_ALLOWED})") from None
