@@ -9,6 +9,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from entrypoints import logs as ksa_logging
 from tests.unit.test_seed_token import SEED_TOKEN
@@ -90,3 +92,19 @@ def test_in_memory_streams_take_the_record_path() -> None:
     assert ksa_logging._installed is None
     fast, generic = _lines(stream.getvalue)
     assert fast == generic
+
+
+@given(
+    st.dictionaries(
+        st.text(max_size=8),
+        st.none()
+        | st.booleans()
+        | st.integers()
+        | st.floats()
+        | st.text(max_size=12)
+        | st.lists(st.integers(), max_size=2),
+        max_size=6,
+    )
+)
+def test_json_line_is_the_json_encoders_line(data: dict[str, object]) -> None:
+    assert ksa_logging._json(data) == ksa_logging._JSON.encode(data)
