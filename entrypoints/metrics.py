@@ -6,6 +6,7 @@ import bisect
 import logging
 import math
 from collections.abc import Callable, Iterable, Mapping
+from typing import Literal
 
 __all__ = [
     "CONTENT_TYPE",
@@ -13,9 +14,8 @@ __all__ = [
     "Histogram",
     "LabeledCounter",
     "Registry",
-    "SourcedCounter",
-    "SourcedGauge",
     "SourcedLabeledCounter",
+    "SourcedValue",
 ]
 
 # prometheus_client would add a process-global registry (two apps in one test process clash) for
@@ -89,18 +89,26 @@ def _labeled(name: str, label: str, values: Mapping[str, int]) -> list[str]:
     ]
 
 
-class SourcedCounter:
-    """A counter whose value is read, at scrape time, from an adapter (e.g. cache hits)."""
+class SourcedValue:
+    """A counter or gauge whose value is read, at scrape time, from an adapter (cache hits,
+    cache entries)."""
 
-    __slots__ = ("help", "name", "source")
+    __slots__ = ("help", "kind", "name", "source")
 
-    def __init__(self, name: str, help_text: str, source: Callable[[], int]) -> None:
+    def __init__(
+        self,
+        name: str,
+        help_text: str,
+        source: Callable[[], int],
+        kind: Literal["counter", "gauge"] = "counter",
+    ) -> None:
         self.name = name
         self.help = help_text
         self.source = source
+        self.kind = kind
 
     def lines(self) -> list[str]:
-        return [*_header(self.name, self.help, "counter"), f"{self.name} {int(self.source())}"]
+        return [*_header(self.name, self.help, self.kind), f"{self.name} {int(self.source())}"]
 
 
 class SourcedLabeledCounter:
@@ -121,20 +129,6 @@ class SourcedLabeledCounter:
             *_header(self.name, self.help, "counter"),
             *_labeled(self.name, self.label, dict(self.source())),
         ]
-
-
-class SourcedGauge:
-    """A gauge whose value is read, at scrape time, from an adapter (e.g. cache entries)."""
-
-    __slots__ = ("help", "name", "source")
-
-    def __init__(self, name: str, help_text: str, source: Callable[[], int]) -> None:
-        self.name = name
-        self.help = help_text
-        self.source = source
-
-    def lines(self) -> list[str]:
-        return [*_header(self.name, self.help, "gauge"), f"{self.name} {int(self.source())}"]
 
 
 class Histogram:
@@ -171,9 +165,7 @@ class Histogram:
         return lines
 
 
-Metric = (
-    Counter | LabeledCounter | SourcedCounter | SourcedLabeledCounter | SourcedGauge | Histogram
-)
+Metric = Counter | LabeledCounter | SourcedValue | SourcedLabeledCounter | Histogram
 
 
 class Registry:
@@ -237,14 +229,14 @@ class ValidationMetrics:
             )
         )
         self.registry.add(
-            SourcedCounter(
+            SourcedValue(
                 "ksa_verified_cache_hits_total",
                 "Tokens answered from the verified cache.",
                 cache_hits,
             )
         )
         self.registry.add(
-            SourcedCounter(
+            SourcedValue(
                 "ksa_verified_cache_misses_total",
                 "Tokens verified in full (cache miss).",
                 cache_misses,
@@ -253,10 +245,11 @@ class ValidationMetrics:
         if cache_entries is not None:
             # Bounded by the cache's max_entries; issue 7 checks it after 10 000 distinct tokens.
             self.registry.add(
-                SourcedGauge(
+                SourcedValue(
                     "ksa_verified_cache_entries",
                     "Verified tokens held in the cache now.",
                     cache_entries,
+                    kind="gauge",
                 )
             )
 
