@@ -22,10 +22,6 @@ from typing import Any
 
 import httpx
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from adapters.cluster_jwks import ClusterJwksConfig, ClusterJwksKeyProvider
 from adapters.fake_keyset import FakeKeySet
@@ -36,6 +32,7 @@ from adapters.static_jwks_file import StaticJwksFile
 from domain.errors import KeysUnavailable, UnknownKey
 from domain.ports import KeyProvider, PublicJwk, TokenSource
 from tests.devcluster_harness import DevCluster
+from tests.helpers import write_foreign_ca
 
 pytestmark = pytest.mark.anyio
 
@@ -496,29 +493,10 @@ async def test_never_loaded_keys_are_keys_unavailable(cluster: DevCluster) -> No
         await client.aclose()
 
 
-def _self_signed_ca(path: Path) -> Path:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "not-the-cluster-ca")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=1))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    return path
-
-
 async def test_a_wrong_ca_fails_closed_and_logs_the_tls_reason(
     cluster: DevCluster, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    client = api_server_client(_self_signed_ca(tmp_path / "other-ca.crt"))
+    client = api_server_client(write_foreign_ca(tmp_path / "other-ca.crt"))
     provider, _ = _cluster_provider(cluster, client=client)
     try:
         with caplog.at_level(logging.INFO):

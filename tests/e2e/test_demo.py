@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import signal
 import subprocess
@@ -14,6 +13,7 @@ import pytest
 
 from entrypoints.flow import SeedFlow
 from entrypoints.processes import wait_for
+from tests.helpers import running
 
 STEP_LINE = re.compile(r"^\[\s*(\d+)/(\d+)\] (PASS|FAIL)  (.+)$")
 TOTAL_STEPS = 1 + len(SeedFlow.STEPS)
@@ -24,21 +24,6 @@ pytestmark = pytest.mark.e2e
 
 def cli(*arguments: str) -> list[str]:
     return [sys.executable, "-m", "entrypoints.cli", *arguments]
-
-
-def running(pid: int) -> bool:
-    """True while `pid` is a live process (a zombie waiting for a reaper counts as gone)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 def step_lines(output: str) -> list[re.Match[str]]:

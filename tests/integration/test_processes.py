@@ -21,24 +21,10 @@ from entrypoints.processes import (
     wait_for,
     wait_http_ready,
 )
+from tests.helpers import running
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.e2e
-
-
-def running(pid: int) -> bool:
-    """True while `pid` is a live process (a zombie waiting for a reaper counts as gone)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 def stand_in(tmp_path: Path, name: str, mode: str = "") -> tuple[Child, str]:

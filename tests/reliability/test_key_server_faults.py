@@ -4,17 +4,13 @@ the last good keys, answers within bounds, and recovers without a restart."""
 from __future__ import annotations
 
 import asyncio
-import datetime
 import threading
 from pathlib import Path
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from tests.devcluster_harness import poll
+from tests.helpers import write_foreign_ca
 from tests.reliability.conftest import FaultBench, Tally
 from tests.reliability.faults import call, metric, wait_for_log
 from tests.reliability.loadgen import LoadReport, Probe, run_load
@@ -168,30 +164,12 @@ def test_broken_jwks_keeps_the_last_good_keys(
     )
 
 
-def _other_ca(directory: Path) -> Path:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "not-the-cluster-ca")])
-    now = datetime.datetime.now(datetime.UTC)
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=1))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    path = directory / "other-ca.crt"
-    path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
-    return path
-
-
 def test_wrong_ca_fails_closed(
     bench: FaultBench, ledger: SecretLedger, tally: Tally, tmp_path: Path
 ) -> None:
-    env = be2_environment(bench.cluster, KSA_CA_FILE=str(_other_ca(tmp_path)))
+    env = be2_environment(
+        bench.cluster, KSA_CA_FILE=str(write_foreign_ca(tmp_path / "other-ca.crt"))
+    )
     bench.tally.add("faults injected")
     be2 = bench.start("be2", env, wait_ready=False)
     valid = _mint(bench, ledger)
