@@ -6,7 +6,6 @@ import asyncio
 import base64
 import binascii
 import logging
-import os
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
@@ -20,12 +19,11 @@ from litestar.openapi.datastructures import ResponseSpec
 from domain.claims import decode_claims
 from domain.errors import AuthError, Malformed, TokenUnavailable
 from domain.ports import TokenSource
-from entrypoints.container import Container, build_container
-from entrypoints.logs import configure_logging
+from entrypoints.container import Container
 from entrypoints.metrics import LabeledCounter, Registry
 from entrypoints.middleware import token_unavailable_response
-from entrypoints.settings import Settings, check_service_files, load_settings
-from entrypoints.web import assemble, health_routes
+from entrypoints.settings import Settings
+from entrypoints.web import assemble, container_from_environment, health_routes
 
 __all__ = ["Be2Answer", "TokenView", "create_app"]
 
@@ -177,10 +175,7 @@ def create_app(container: Container | None = None) -> Litestar:
         SettingsError: a bad setting (one line naming it).
     """
     if container is None:
-        settings = load_settings(os.environ)
-        configure_logging(settings.log_level, settings.log_format)
-        check_service_files(settings, "be")
-        container = build_container(settings)
+        container = container_from_environment("be")
     container.check_dependencies()
     settings = container.settings()
     token_source = container.token_source()

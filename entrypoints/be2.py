@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import AsyncIterator, Callable, Mapping, Sized
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any, Protocol, runtime_checkable
@@ -18,12 +17,11 @@ from litestar.response.base import ASGIResponse
 from domain.errors import AuthError, TokenUnavailable
 from domain.identity import Identity
 from domain.ports import KeyProvider, TokenSource
-from entrypoints.container import Container, build_container
-from entrypoints.logs import configure_logging
+from entrypoints.container import Container
 from entrypoints.metrics import ValidationMetrics
 from entrypoints.middleware import BearerAuthenticationMiddleware, require_subjects
-from entrypoints.settings import Settings, check_service_files, load_settings
-from entrypoints.web import BEARER_SCHEME, assemble, health_routes
+from entrypoints.settings import Settings
+from entrypoints.web import BEARER_SCHEME, assemble, container_from_environment, health_routes
 
 __all__ = ["AuthFailure", "Authenticated", "Protected", "create_app"]
 
@@ -242,10 +240,7 @@ def create_app(container: Container | None = None) -> Litestar:
         SettingsError: a bad setting, or a file be2 cannot work without (one line).
     """
     if container is None:
-        settings = load_settings(os.environ)
-        configure_logging(settings.log_level, settings.log_format)
-        check_service_files(settings, "be2")
-        container = build_container(settings)
+        container = container_from_environment("be2")
     container.check_dependencies()
     settings = container.settings()
     # Built now, not on the first request: a bad CA file stops start-up with one line.

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 from litestar import Litestar, Request, Response, get
@@ -15,15 +16,18 @@ from litestar.openapi.plugins import JsonRenderPlugin, SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 from litestar.types import ExceptionHandlersMap
 
-from entrypoints.logs import RequestLog, record_of
+from entrypoints.container import Container, build_container
+from entrypoints.logs import RequestLog, configure_logging, record_of
 from entrypoints.metrics import CONTENT_TYPE, Registry
 from entrypoints.middleware import RETRY_AFTER_SECONDS
 from entrypoints.middleware import exception_handlers as default_exception_handlers
+from entrypoints.settings import check_service_files, load_settings
 
 __all__ = [
     "BEARER_SCHEME",
     "Readiness",
     "assemble",
+    "container_from_environment",
     "health_routes",
 ]
 
@@ -31,6 +35,18 @@ BEARER_SCHEME = "BearerAuth"
 
 Readiness = Callable[[], tuple[bool, dict[str, Any]]]
 """No I/O beyond a file read: returns (ready, details) for /readyz."""
+
+
+def container_from_environment(service: Literal["be", "be2"]) -> Container:
+    """Settings from the environment (SPEC §3), logging configured, files checked, adapters wired.
+
+    Raises:
+        SettingsError: a bad setting, or a file the service cannot work without (one line).
+    """
+    settings = load_settings(os.environ)
+    configure_logging(settings.log_level, settings.log_format)
+    check_service_files(settings, service)
+    return build_container(settings)
 
 
 class Health(msgspec.Struct, frozen=True):
