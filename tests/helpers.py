@@ -1,15 +1,34 @@
-"""Small helpers several test suites share: a foreign CA, and whether a process still runs."""
+"""Small helpers several test suites share: token segments, a foreign CA, a process check."""
 
 from __future__ import annotations
 
+import base64
 import datetime
+import json
 import os
 from pathlib import Path
+from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+
+
+def segment(token: str, index: int) -> dict[str, Any]:
+    """The JSON of a token's header (0) or payload (1), unverified."""
+    part = token.split(".")[index]
+    data: dict[str, Any] = json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)))
+    return data
+
+
+def layout(value: Any) -> Any:
+    """The shape of a JSON value: object keys (recursively) and value types, not values."""
+    if isinstance(value, dict):
+        return {key: layout(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [layout(item) for item in value]
+    return type(value).__name__
 
 
 def write_foreign_ca(path: Path) -> Path:

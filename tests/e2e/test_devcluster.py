@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import json
 import os
 import signal
 import ssl
@@ -20,6 +19,7 @@ from joserfc import jws
 from joserfc.jwk import KeySet
 
 from tests.devcluster_harness import DevCluster, devcluster_command, poll, start_devcluster
+from tests.helpers import layout, segment
 from tests.unit.test_seed_token import SEED_TOKEN
 
 pytestmark = pytest.mark.e2e
@@ -39,20 +39,6 @@ JWKS = "/openid/v1/jwks"
 TOKEN_REVIEWS = "/apis/authentication.k8s.io/v1/tokenreviews"
 
 
-def _segment(token: str, index: int) -> dict[str, Any]:
-    part = token.split(".")[index]
-    data: dict[str, Any] = json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)))
-    return data
-
-
-def _layout(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {key: _layout(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_layout(item) for item in value]
-    return type(value).__name__
-
-
 def _bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
@@ -68,7 +54,7 @@ def _jwks(cluster: DevCluster) -> dict[str, Any]:
 def _verify(token: str, jwks: dict[str, Any]) -> dict[str, Any]:
     """Verify with joserfc against the published JWKS (algorithms pinned); return the claims."""
     jws.deserialize_compact(token, KeySet.import_key_set(jwks), algorithms=["RS256", "ES256"])  # type: ignore[arg-type]
-    return _segment(token, 1)
+    return segment(token, 1)
 
 
 def _spki_kid(jwk: dict[str, str]) -> str:
@@ -182,21 +168,21 @@ def test_jwks_needs_auth_and_verifies_every_projected_token(devcluster: DevClust
         for token in [pod.token(), *(pod.token(aud) for aud in pod.extra_tokens)]:
             claims = _verify(token, jwks)
             assert claims["sub"] == pod.subject
-            assert _segment(token, 0) == {"alg": "RS256", "kid": jwk["kid"]}
+            assert segment(token, 0) == {"alg": "RS256", "kid": jwk["kid"]}
 
 
 def test_kid_is_sha256_of_the_published_keys_spki(devcluster: DevCluster) -> None:
     (jwk,) = _jwks(devcluster)["keys"]
     assert jwk["kid"] == _spki_kid(jwk)
-    assert _segment(devcluster.pod("be").token(), 0)["kid"] == jwk["kid"]
+    assert segment(devcluster.pod("be").token(), 0)["kid"] == jwk["kid"]
 
 
 def test_projected_token_has_the_seed_tokens_claim_layout(devcluster: DevCluster) -> None:
     be = devcluster.pod("be")
     token = be.token()
-    assert _layout(_segment(token, 0)) == _layout(_segment(SEED_TOKEN, 0))
-    assert _layout(_segment(token, 1)) == _layout(_segment(SEED_TOKEN, 1))
-    claims = _segment(token, 1)
+    assert layout(segment(token, 0)) == layout(segment(SEED_TOKEN, 0))
+    assert layout(segment(token, 1)) == layout(segment(SEED_TOKEN, 1))
+    claims = segment(token, 1)
     private = claims["kubernetes.io"]
     assert claims["aud"] == [devcluster.api_audience]
     assert claims["iss"] == devcluster.issuer
@@ -210,7 +196,7 @@ def test_projected_token_has_the_seed_tokens_claim_layout(devcluster: DevCluster
 
 
 def test_custom_audience_token_is_never_extended(devcluster: DevCluster) -> None:
-    claims = _segment(devcluster.pod("be").token("be2"), 1)
+    claims = segment(devcluster.pod("be").token("be2"), 1)
     assert claims["aud"] == ["be2"]
     assert claims["exp"] - claims["iat"] == 3607
     assert "warnafter" not in claims["kubernetes.io"]
@@ -295,7 +281,7 @@ def test_token_review_answers_with_kube_shapes(devcluster: DevCluster) -> None:
     extra = user["extra"]
     assert extra["authentication.kubernetes.io/pod-name"] == [be.name]
     assert extra["authentication.kubernetes.io/pod-uid"] == [be.uid]
-    jti = _segment(be.token("be2"), 1)["jti"]
+    jti = segment(be.token("be2"), 1)["jti"]
     assert extra["authentication.kubernetes.io/credential-id"] == [f"JTI={jti}"]
 
     default_audience = _review(devcluster, be.token())["status"]
@@ -351,7 +337,7 @@ def test_admin_mint_issues_any_layout_kube_would(devcluster: DevCluster) -> None
     claims = _verify(pod_bound, _jwks(devcluster))
     assert claims["exp"] - claims["iat"] == ONE_YEAR  # the kubelet-like request is extended
     unbound = devcluster.mint("reporter", audiences=["be2"], expiration_seconds=900)
-    claims = _segment(unbound, 1)
+    claims = segment(unbound, 1)
     assert claims["sub"] == "system:serviceaccount:default:reporter"
     assert "pod" not in claims["kubernetes.io"] and "node" not in claims["kubernetes.io"]
     assert _review(devcluster, unbound, ["be2"])["status"]["authenticated"] is True
@@ -378,11 +364,11 @@ def test_signing_key_rotation_keeps_old_tokens_until_retired(
     assert [k["kid"] for k in jwks["keys"]] == [old, new]
     assert all(k["kid"] == _spki_kid(k) for k in jwks["keys"])
     # Tokens keep their kid until the kubelet refreshes them; then the new key signs.
-    assert _segment(be.token(), 0)["kid"] == old
+    assert segment(be.token(), 0)["kid"] == old
     cluster.admin("/admin/tokens/rotate")
     new_token = be.token()
     assert new_token != old_token
-    assert _segment(new_token, 0)["kid"] == new
+    assert segment(new_token, 0)["kid"] == new
     _verify(old_token, jwks)
     _verify(new_token, jwks)
     assert _review(cluster, old_token)["status"]["authenticated"] is True
@@ -428,7 +414,7 @@ def test_kubelet_rotates_tokens_atomically_at_80_percent_of_their_lifetime(
         first_dir = os.readlink(volume / "..data")
         first_token = be.token()
         first_extra = be.token("be2")
-        claims = _segment(first_token, 1)
+        claims = segment(first_token, 1)
         # Not the kubelet's 3607 s, so not extended: the token really lives 3 s.
         assert claims["exp"] - claims["iat"] == 3
         assert "warnafter" not in claims["kubernetes.io"]

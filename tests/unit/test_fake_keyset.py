@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import json
 from typing import Any
 
 import pytest
@@ -20,26 +19,12 @@ from adapters.fake_keyset import (
     FakeKeySet,
 )
 from domain.claims import ObjectRef, decode_claims
+from tests.helpers import layout, segment
 from tests.unit.test_seed_token import SEED_TOKEN
 
 NOW = 1_771_480_455.0
 POD = ObjectRef("be-7d9f8", "c399bb09-8074-4482-9ca1-0963a3fd23ad")
 NODE = ObjectRef("devcluster-node", "0ef5c6fe-1819-46b3-8f8c-8a57f92e19f9")
-
-
-def _segment(token: str, index: int) -> dict[str, Any]:
-    part = token.split(".")[index]
-    data: dict[str, Any] = json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)))
-    return data
-
-
-def _layout(value: Any) -> Any:
-    """The shape of a JSON value: object keys (recursively) and value types, not values."""
-    if isinstance(value, dict):
-        return {key: _layout(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_layout(item) for item in value]
-    return type(value).__name__
 
 
 def _keyset(algorithm: Algorithm = "RS256") -> FakeKeySet:
@@ -59,23 +44,21 @@ def _pod_token(keyset: FakeKeySet, **kwargs: Any) -> str:
 
 def test_minted_token_has_the_seed_tokens_exact_layout() -> None:
     token = _pod_token(_keyset(), expiration_seconds=3607)
-    assert _layout(_segment(token, 0)) == _layout(_segment(SEED_TOKEN, 0))
-    assert _layout(_segment(token, 1)) == _layout(_segment(SEED_TOKEN, 1))
+    assert layout(segment(token, 0)) == layout(segment(SEED_TOKEN, 0))
+    assert layout(segment(token, 1)) == layout(segment(SEED_TOKEN, 1))
     # Same key order too: Go writes object keys sorted.
-    assert list(_segment(token, 1)) == list(_segment(SEED_TOKEN, 1))
-    assert list(_segment(token, 1)["kubernetes.io"]) == list(
-        _segment(SEED_TOKEN, 1)["kubernetes.io"]
-    )
+    assert list(segment(token, 1)) == list(segment(SEED_TOKEN, 1))
+    assert list(segment(token, 1)["kubernetes.io"]) == list(segment(SEED_TOKEN, 1)["kubernetes.io"])
 
 
 def test_header_is_alg_and_kid_only_as_kube_apiserver_sends() -> None:
     keyset = _keyset()
-    header = _segment(_pod_token(keyset), 0)
+    header = segment(_pod_token(keyset), 0)
     assert header == {"alg": "RS256", "kid": keyset.signing_kid}
 
 
 def test_api_audience_3607_pod_token_is_extended_to_a_year_with_warnafter() -> None:
-    claims = _segment(_pod_token(_keyset(), expiration_seconds=3607), 1)
+    claims = segment(_pod_token(_keyset(), expiration_seconds=3607), 1)
     assert claims["iat"] == claims["nbf"] == int(NOW)
     assert claims["exp"] - claims["iat"] == EXPIRATION_EXTENSION_SECONDS == 365 * 86400
     assert claims["kubernetes.io"]["warnafter"] - claims["iat"] == 3607
@@ -104,7 +87,7 @@ def test_other_requests_are_not_extended_and_carry_no_warnafter(
         pod=POD if bound else None,
         node=NODE if bound else None,
     )
-    claims = _segment(token, 1)
+    claims = segment(token, 1)
     assert claims["exp"] - claims["iat"] == expiration
     assert "warnafter" not in claims["kubernetes.io"]
     assert claims["aud"] == audiences
@@ -112,7 +95,7 @@ def test_other_requests_are_not_extended_and_carry_no_warnafter(
 
 def test_extension_can_be_switched_off_like_the_apiserver_flag() -> None:
     keyset = FakeKeySet(clock=lambda: NOW, extend_expiration=False)
-    claims = _segment(_pod_token(keyset, expiration_seconds=3607), 1)
+    claims = segment(_pod_token(keyset, expiration_seconds=3607), 1)
     assert claims["exp"] - claims["iat"] == 3607
     assert "warnafter" not in claims["kubernetes.io"]
 
@@ -128,7 +111,7 @@ def test_minted_claims_decode_in_the_domain() -> None:
 
 def test_jti_is_a_fresh_uuid_per_token() -> None:
     keyset = _keyset()
-    assert _segment(_pod_token(keyset), 1)["jti"] != _segment(_pod_token(keyset), 1)["jti"]
+    assert segment(_pod_token(keyset), 1)["jti"] != segment(_pod_token(keyset), 1)["jti"]
 
 
 @pytest.mark.parametrize("algorithm", ["RS256", "ES256"])
@@ -146,7 +129,7 @@ def test_jwks_verifies_minted_tokens_and_kid_is_sha256_of_spki(algorithm: Algori
         .public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
     )
     expected = base64.urlsafe_b64encode(hashlib.sha256(der).digest()).rstrip(b"=").decode()
-    assert jwk["kid"] == _segment(token, 0)["kid"] == expected
+    assert jwk["kid"] == segment(token, 0)["kid"] == expected
 
 
 def test_rotation_signs_with_the_new_key_and_keeps_the_old_published() -> None:
@@ -157,7 +140,7 @@ def test_rotation_signs_with_the_new_key_and_keeps_the_old_published() -> None:
     assert new != old
     assert keyset.signing_kid == new
     assert keyset.published_kids == (old, new)
-    assert _segment(_pod_token(keyset), 0)["kid"] == new
+    assert segment(_pod_token(keyset), 0)["kid"] == new
     jwks = KeySet.import_key_set(keyset.jwks())  # type: ignore[arg-type]
     jws.deserialize_compact(old_token, jwks, algorithms=["RS256"])
     keyset.retire(old)
@@ -186,8 +169,8 @@ def test_sign_takes_arbitrary_claims_header_overrides_and_unpublished_keys() -> 
     keyset = _keyset()
     stranger = keyset.generate_unpublished()
     token = keyset.sign({"iss": "x"}, {"typ": "JWT", "kid": None}, key=stranger)
-    assert _segment(token, 0) == {"alg": "RS256", "typ": "JWT"}
-    assert _segment(token, 1) == {"iss": "x"}
+    assert segment(token, 0) == {"alg": "RS256", "typ": "JWT"}
+    assert segment(token, 1) == {"iss": "x"}
     assert stranger not in keyset.known_kids()
 
 
