@@ -146,6 +146,21 @@ def _write_private(path: Path, data: bytes, mode: int = 0o600) -> None:
         handle.write(data)
 
 
+def _key_usage(*, certificate_authority: bool) -> x509.KeyUsage:
+    # A CA signs certificates and CRLs; the server key only signs TLS handshakes (ECDSA).
+    return x509.KeyUsage(
+        digital_signature=True,
+        content_commitment=False,
+        key_encipherment=False,
+        data_encipherment=False,
+        key_agreement=False,
+        key_cert_sign=certificate_authority,
+        crl_sign=certificate_authority,
+        encipher_only=False,
+        decipher_only=False,
+    )
+
+
 def write_tls_material(directory: Path, clock: Clock = time.time) -> TlsFiles:
     """Create a CA and a server certificate for the API server's names and 127.0.0.1."""
     directory.mkdir(parents=True, exist_ok=True)
@@ -163,20 +178,7 @@ def write_tls_material(directory: Path, clock: Clock = time.time) -> TlsFiles:
         .not_valid_before(not_before)
         .not_valid_after(not_after)
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
+        .add_extension(_key_usage(certificate_authority=True), critical=True)
         .add_extension(ca_ski, critical=False)
         .sign(ca_key, hashes.SHA256())
     )
@@ -197,20 +199,7 @@ def write_tls_material(directory: Path, clock: Clock = time.time) -> TlsFiles:
             critical=False,
         )
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=False,
-                crl_sign=False,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
+        .add_extension(_key_usage(certificate_authority=False), critical=True)
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
         .add_extension(
             x509.SubjectKeyIdentifier.from_public_key(server_key.public_key()), critical=False
