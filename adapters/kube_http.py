@@ -9,6 +9,7 @@ from os import PathLike
 import httpx
 import msgspec
 
+from domain.jws import SIGNING_ALGORITHMS
 from domain.ports import PublicJwk
 
 __all__ = [
@@ -33,7 +34,8 @@ TOTAL_TIMEOUT_SECONDS = 5.0
 MAX_RESPONSE_BYTES = 1024 * 1024
 
 _DEFAULT_PORTS = {"https": 443, "http": 80}
-_CURVES = frozenset({"P-256", "P-384", "P-521"})
+# The curves kube-apiserver signs with: any other EC key cannot verify one of its tokens.
+_CURVES = frozenset(curve for _, curve in SIGNING_ALGORITHMS.values() if curve)
 
 
 class _Jwks(msgspec.Struct):
