@@ -12,7 +12,7 @@ from litestar import HttpMethod, Litestar, MediaType, Request, get, route
 from litestar.handlers import HTTPRouteHandler
 from litestar.middleware import DefineMiddleware
 from litestar.openapi.datastructures import ResponseSpec
-from litestar.response.base import ASGIResponse
+from litestar.types import Receive, Scope, Send
 
 from domain.errors import AuthError, TokenUnavailable
 from domain.identity import Identity
@@ -94,35 +94,58 @@ def _identity(request: Request[Any, Any, Any]) -> Identity:
     return user
 
 
-class _EncodedAnswers:
-    """The /validate-auth body of each recently seen Identity, encoded once.
+class _JsonAnswer:
+    """A 200 answer whose JSON body is encoded once, as a plain ASGI app.
 
-    The verified cache hands back the same Identity object for the same token, so a caller that
-    reuses its token gets bytes encoded once instead of a Struct built and encoded per request
-    (issue 7). Keyed by object identity; each entry keeps its Identity alive, so an id is not
-    reused while its entry exists. Bounded: when full, it starts over.
+    Litestar passes an ASGI app returned by a handler straight through (the handler's return
+    annotation is async-callable), so answering costs two `send` calls instead of a Response,
+    its header container and an encode per request (issue 7). Immutable: one object serves
+    every request of the same caller.
     """
 
-    __slots__ = ("bodies", "max_entries")
+    __slots__ = ("body", "headers")
+
+    def __init__(self, body: bytes) -> None:
+        self.body = body
+        self.headers = (
+            (b"content-type", MediaType.JSON.value.encode()),
+            (b"content-length", str(len(body)).encode()),
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": list(self.headers)})
+        await send({"type": "http.response.body", "body": self.body, "more_body": False})
+
+
+class _Answers:
+    """The /validate-auth answer of each recently seen Identity, built once.
+
+    The verified cache hands back the same Identity object for the same token, so a caller that
+    reuses its token gets an answer encoded once instead of a Struct built and encoded per
+    request (issue 7). Keyed by object identity; each entry keeps its Identity alive, so an id
+    is not reused while its entry exists. Bounded: when full, it starts over.
+    """
+
+    __slots__ = ("answers", "max_entries")
 
     def __init__(self, max_entries: int = 1024) -> None:
         self.max_entries = max_entries
-        self.bodies: dict[int, tuple[Identity, bytes]] = {}
+        self.answers: dict[int, tuple[Identity, _JsonAnswer]] = {}
 
-    def body(self, identity: Identity) -> bytes:
-        entry = self.bodies.get(id(identity))
+    def answer(self, identity: Identity) -> _JsonAnswer:
+        entry = self.answers.get(id(identity))
         if entry is not None and entry[0] is identity:
             return entry[1]
-        body = msgspec.json.encode(Authenticated.of(identity))
-        if len(self.bodies) >= self.max_entries:
-            self.bodies.clear()
-        self.bodies[id(identity)] = (identity, body)
-        return body
+        answer = _JsonAnswer(msgspec.json.encode(Authenticated.of(identity)))
+        if len(self.answers) >= self.max_entries:
+            self.answers.clear()
+        self.answers[id(identity)] = (identity, answer)
+        return answer
 
 
 def _routes(settings: Settings) -> list[HTTPRouteHandler]:
     # Built per app: a handler object belongs to the app it is registered on.
-    answers = _EncodedAnswers()
+    answers = _Answers()
 
     @route(
         "/validate-auth",
@@ -133,10 +156,8 @@ def _routes(settings: Settings) -> list[HTTPRouteHandler]:
         responses={200: ResponseSpec(Authenticated, description="The caller"), **_FAILURES},
         sync_to_thread=False,
     )
-    def validate_auth(request: Request[Any, Any, Any]) -> ASGIResponse:
-        # The low-level response: the body is already JSON (Authenticated), so litestar's
-        # Response (encode, then build an ASGIResponse) would only add work (issue 7).
-        return ASGIResponse(body=answers.body(_identity(request)), media_type=MediaType.JSON)
+    def validate_auth(request: Request[Any, Any, Any]) -> _JsonAnswer:
+        return answers.answer(_identity(request))
 
     @get(
         "/protected",
