@@ -5,7 +5,9 @@ from __future__ import annotations
 import io
 import json
 import logging
+import math
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -42,7 +44,12 @@ def restore_logging() -> Iterator[None]:
 
 def _lines(write: object) -> list[dict[str, object]]:
     logger = logging.getLogger(ksa_logging.ACCESS_LOGGER)
-    ksa_logging._log_access(logger, "%s %s %s", ("GET", str(FIELDS["path"]), 401), dict(FIELDS))
+    fields = {key: value for key, value in FIELDS.items() if key != "latency_ms"}
+    ksa_logging._log_access(
+        logger,
+        ksa_logging.AccessFields(**fields),  # type: ignore[arg-type]
+        float(FIELDS["latency_ms"]),  # type: ignore[arg-type]
+    )
     logger.info("%s %s %s", "GET", FIELDS["path"], 401, extra=dict(FIELDS))
     for handler in logging.getLogger().handlers:
         handler.flush()
@@ -117,3 +124,25 @@ def test_json_line_writes_what_json_cannot_as_text() -> None:
         "error": "boom",
         "n": 2**70,
     }
+
+
+@given(st.floats(min_value=0, max_value=4_102_444_800, allow_nan=False))
+def test_timestamps_are_utc_iso_8601_to_the_millisecond(created: float) -> None:
+    text = ksa_logging._utc_millis(created)
+    parsed = datetime.fromisoformat(text)
+    assert parsed.utcoffset() == timedelta(0) and text.endswith("+00:00")
+    # Truncated to the millisecond (created * 1000 floored, as floats allow).
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    assert (parsed - epoch) // timedelta(milliseconds=1) == math.floor(created * 1000)
+
+
+@given(st.floats(min_value=0, max_value=1e7, allow_nan=False).map(lambda ms: round(ms, 3)))
+def test_an_access_line_is_json_with_the_latency_as_given(latency_ms: float) -> None:
+    fields = ksa_logging.AccessFields(
+        **{key: value for key, value in FIELDS.items() if key != "latency_ms"}  # type: ignore[arg-type]
+    )
+    line = ksa_logging._access_json(0.0, "ksa.access", fields, latency_ms)
+    data = json.loads(line)
+    assert list(data)[:4] == ["ts", "level", "logger", "msg"] and list(data)[-1] == "latency_ms"
+    assert data["latency_ms"] == latency_ms
+    assert SEED_TOKEN not in line
