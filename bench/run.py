@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import importlib.util
 import os
 import platform
@@ -40,7 +41,7 @@ class Config:
     micro_repeats: int = 15
     duration: float = 3.0
     warmup: float = 1.0
-    rounds: int = 3
+    rounds: int = 5
     connections: int = 50
     # Fresh-token runs send exactly one request per token (a count, not a duration).
     fresh_requests: int = 4_000
@@ -78,12 +79,20 @@ class HttpFigures:
     """Median req/s per (server, app, load) and what else the HTTP runs saw."""
 
     rps: dict[tuple[str, str, str], float] = field(default_factory=dict)
+    # Every round's req/s, in round order: ratios are the medians of per-round ratios.
+    samples: dict[tuple[str, str, str], list[float]] = field(default_factory=dict)
     clean: dict[tuple[str, str, str], bool] = field(default_factory=dict)
     tool: str = ""
     be2_requests: dict[str, int] = field(default_factory=dict)
     jwks_fetches: dict[str, int] = field(default_factory=dict)
     miss_share: dict[str, float | None] = field(default_factory=dict)
     shutdown: dict[tuple[str, str], serving.Shutdown] = field(default_factory=dict)
+
+    def ratio(self, server: str, app: tuple[str, str], base: tuple[str, str]) -> float:
+        """The median of per-round ratios of (app, load) to (base, load): each round compares
+        runs that were neighbours in time, so the machine's drift cancels."""
+        mine, theirs = self.samples[(server, *app)], self.samples[(server, *base)]
+        return statistics.median(a / b for a, b in zip(mine, theirs, strict=True))
 
 
 @dataclass
@@ -281,15 +290,23 @@ def _http_rounds(
         samples.setdefault(name, []).append(result.rps)
         clean[name] = clean.get(name, True) and result.clean
 
-    for round_index in range(config.rounds):
-        _log(f"HTTP on {server}: round {round_index + 1}/{config.rounds}")
-        record("hello/reused", timed(hello.port, config.duration))
-        record("seed/reused", timed(seed.port, config.duration))
+    def be2_reused() -> load.LoadResult:
+        nonlocal be2_requests, jwks_fetches
         before = _jwks_requests(cluster)
         result = timed(be2.port, config.duration)
         jwks_fetches += _jwks_requests(cluster) - before
         be2_requests += result.requests
-        record("be2/reused", result)
+        return result
+
+    for round_index in range(config.rounds):
+        _log(f"HTTP on {server}: round {round_index + 1}/{config.rounds}")
+        # be2 runs between the other two, which swap places every round: each comparison is
+        # of neighbours in time, and drift in the machine's speed favours neither side.
+        first, last = ("hello", "seed") if round_index % 2 == 0 else ("seed", "hello")
+        neighbours = {"hello": hello, "seed": seed}
+        record(f"{first}/reused", timed(neighbours[first].port, config.duration))
+        record("be2/reused", be2_reused())
+        record(f"{last}/reused", timed(neighbours[last].port, config.duration))
         record("seed/fresh", counted(seed.port))
         # A new be2 process per round: its cache is empty, so every fresh token is a miss.
         cold = _start_be2(server, cluster)
@@ -315,6 +332,7 @@ def _http_rounds(
     for name, values in samples.items():
         app_name, kind = name.split("/")
         figures.rps[(server, app_name, kind)] = statistics.median(values)
+        figures.samples[(server, app_name, kind)] = values
         figures.clean[(server, app_name, kind)] = clean[name]
     figures.be2_requests[server] = be2_requests
     figures.jwks_fetches[server] = jwks_fetches
@@ -400,39 +418,38 @@ def _rows(
     ]  # fmt: skip
     for server in config.servers:
         judged = server == winner
-        hello = http.rps[(server, "hello", "reused")]
-        seed_hit = http.rps[(server, "seed", "reused")]
-        seed_miss = http.rps[(server, "seed", "fresh")]
-        be2_hit = http.rps[(server, "be2", "reused")]
-        be2_miss = http.rps[(server, "be2", "fresh")]
+        paired = functools.partial(http.ratio, server)
+
+        hello, seed, be2 = ("hello", "reused"), ("seed", "reused"), ("be2", "reused")
+        hit_to_hello, hit_to_seed = paired(be2, hello), paired(be2, seed)
+        miss_to_seed = paired(("be2", "fresh"), ("seed", "fresh"))
         mark = "" if judged else " (info)"
 
-        def rps(key: tuple[str, str, str], value: float) -> str:
-            return f"{value:,.0f} req/s" + ("" if http.clean[key] else " NOT ALL 2xx")
+        def rps(key: tuple[str, str, str]) -> str:
+            return f"{http.rps[key]:,.0f} req/s" + ("" if http.clean[key] else " NOT ALL 2xx")
 
         share = http.miss_share.get(server)
         share_text = f", {share:.0%} misses" if share is not None else ""
         rows += [
-            Row(f"{server}: Litestar hello-world", rps((server, "hello", "reused"), hello),
-                to_hello=1.0, to_seed=hello / seed_hit),
+            Row(f"{server}: Litestar hello-world", rps((server, "hello", "reused")),
+                to_hello=1.0, to_seed=paired(hello, seed)),
             Row(f"{server}: seed FastAPI+PyJWKClient, reused token",
-                rps((server, "seed", "reused"), seed_hit), to_hello=seed_hit / hello, to_seed=1.0),
-            Row(f"{server}: be2 /validate-auth, reused token",
-                rps((server, "be2", "reused"), be2_hit), to_hello=be2_hit / hello,
-                to_seed=be2_hit / seed_hit,
+                rps((server, "seed", "reused")), to_hello=paired(seed, hello),
+                to_seed=1.0),
+            Row(f"{server}: be2 /validate-auth, reused token", rps((server, "be2", "reused")),
+                to_hello=hit_to_hello, to_seed=hit_to_seed,
                 target=f">= {config.hit_min_hello:.0%} hello, >= {config.hit_min_seed:.0f}x seed"
                 + mark,
-                ok=(be2_hit >= config.hit_min_hello * hello
-                    and be2_hit >= config.hit_min_seed * seed_hit
+                ok=(hit_to_hello >= config.hit_min_hello
+                    and hit_to_seed >= config.hit_min_seed
                     and http.clean[(server, "be2", "reused")]) if judged else None),
-            Row(f"{server}: seed, fresh token per request",
-                rps((server, "seed", "fresh"), seed_miss), to_hello=seed_miss / hello,
-                to_seed=1.0),
+            Row(f"{server}: seed, fresh token per request", rps((server, "seed", "fresh")),
+                to_hello=paired(("seed", "fresh"), hello), to_seed=1.0),
             Row(f"{server}: be2, fresh token per request{share_text}",
-                rps((server, "be2", "fresh"), be2_miss), to_hello=be2_miss / hello,
-                to_seed=be2_miss / seed_miss,
+                rps((server, "be2", "fresh")), to_hello=paired(("be2", "fresh"), hello),
+                to_seed=miss_to_seed,
                 target=f">= {config.miss_min_seed:.0f}x seed (fresh)" + mark,
-                ok=(be2_miss >= config.miss_min_seed * seed_miss
+                ok=(miss_to_seed >= config.miss_min_seed
                     and http.clean[(server, "be2", "fresh")]
                     and (share is None or share >= 0.99)) if judged else None),
         ]  # fmt: skip
@@ -522,8 +539,9 @@ def run(config: Config) -> tuple[str, int]:
         f"ksa-auth bench{' (smoke: tiny counts, figures meaningless)' if config.smoke else ''}"
         f" -- {machine()}\n"
         f"micro: medians of {config.micro_repeats} runs x {config.micro_samples} tokens; "
-        f"HTTP: one worker, {config.connections} connections, median of {config.rounds} runs "
-        f"({config.duration:.0f} s each, or {config.fresh_requests:,} fresh tokens); {http.tool}; "
+        f"HTTP: one worker, {config.connections} connections, {config.rounds} rounds "
+        f"({config.duration:.0f} s each, or {config.fresh_requests:,} fresh tokens), req/s the "
+        f"median run, ratios the median of per-round ratios; {http.tool}; "
         f"took {time.monotonic() - started:.0f} s\n"
     )
     return render(rows, title), sum(1 for row in rows if row.ok is False)
