@@ -87,65 +87,51 @@ class _Lifecycle(Protocol):
     async def start(self) -> None: ...
 
 
-def _identity(request: Request[Any, Any, Any]) -> Identity:
-    user = request.scope.get("user")
+def _identity(scope: Scope) -> Identity:
+    user = scope.get("user")
     if not isinstance(user, Identity):  # only reachable if the middleware were bypassed
         raise TokenUnavailable("no verified identity on this request")
     return user
 
 
-class _JsonAnswer:
-    """A 200 answer whose JSON body is encoded once, as a plain ASGI app.
+class _CallerAnswer:
+    """/validate-auth's 200: an ASGI app answering with the caller the middleware verified
+    (`scope["user"]`, which is `request.user`) as `Authenticated` JSON.
 
     Litestar passes an ASGI app returned by a handler straight through (the handler's return
-    annotation is async-callable), so answering costs two `send` calls instead of a Response,
-    its header container and an encode per request (issue 7). Immutable: one object serves
-    every request of the same caller.
-    """
-
-    __slots__ = ("body", "headers")
-
-    def __init__(self, body: bytes) -> None:
-        self.body = body
-        self.headers = (
-            (b"content-type", MediaType.JSON.value.encode()),
-            (b"content-length", str(len(body)).encode()),
-        )
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await send({"type": "http.response.start", "status": 200, "headers": list(self.headers)})
-        await send({"type": "http.response.body", "body": self.body, "more_body": False})
-
-
-class _Answers:
-    """The /validate-auth answer of each recently seen Identity, built once.
-
-    The verified cache hands back the same Identity object for the same token, so a caller that
-    reuses its token gets an answer encoded once instead of a Struct built and encoded per
-    request (issue 7). Keyed by object identity; each entry keeps its Identity alive, so an id
-    is not reused while its entry exists. Bounded: when full, it starts over.
+    annotation is async-callable), so the handler needs no Request parameter and the answer no
+    Response, header container or encode per request (issue 7): the verified cache hands back
+    the same Identity object for the same token, and its body is encoded once. Keyed by object
+    identity; each entry keeps its Identity alive, so an id is not reused while its entry
+    exists. Bounded: when full, it starts over.
     """
 
     __slots__ = ("answers", "max_entries")
 
     def __init__(self, max_entries: int = 1024) -> None:
         self.max_entries = max_entries
-        self.answers: dict[int, tuple[Identity, _JsonAnswer]] = {}
+        self.answers: dict[int, tuple[Identity, bytes, tuple[tuple[bytes, bytes], ...]]] = {}
 
-    def answer(self, identity: Identity) -> _JsonAnswer:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        identity = _identity(scope)
         entry = self.answers.get(id(identity))
-        if entry is not None and entry[0] is identity:
-            return entry[1]
-        answer = _JsonAnswer(msgspec.json.encode(Authenticated.of(identity)))
-        if len(self.answers) >= self.max_entries:
-            self.answers.clear()
-        self.answers[id(identity)] = (identity, answer)
-        return answer
+        if entry is None or entry[0] is not identity:
+            body = msgspec.json.encode(Authenticated.of(identity))
+            headers = (
+                (b"content-type", MediaType.JSON.value.encode()),
+                (b"content-length", str(len(body)).encode()),
+            )
+            entry = (identity, body, headers)
+            if len(self.answers) >= self.max_entries:
+                self.answers.clear()
+            self.answers[id(identity)] = entry
+        await send({"type": "http.response.start", "status": 200, "headers": list(entry[2])})
+        await send({"type": "http.response.body", "body": entry[1], "more_body": False})
 
 
 def _routes(settings: Settings) -> list[HTTPRouteHandler]:
     # Built per app: a handler object belongs to the app it is registered on.
-    answers = _Answers()
+    answer = _CallerAnswer()
 
     @route(
         "/validate-auth",
@@ -156,8 +142,8 @@ def _routes(settings: Settings) -> list[HTTPRouteHandler]:
         responses={200: ResponseSpec(Authenticated, description="The caller"), **_FAILURES},
         sync_to_thread=False,
     )
-    def validate_auth(request: Request[Any, Any, Any]) -> _JsonAnswer:
-        return answers.answer(_identity(request))
+    def validate_auth() -> _CallerAnswer:
+        return answer
 
     @get(
         "/protected",
@@ -171,7 +157,7 @@ def _routes(settings: Settings) -> list[HTTPRouteHandler]:
         sync_to_thread=False,
     )
     def protected(request: Request[Any, Any, Any]) -> Protected:
-        identity = _identity(request)
+        identity = _identity(request.scope)
         return Protected(f"hello, {identity.subject}", identity.subject)
 
     return [validate_auth, protected]

@@ -25,7 +25,7 @@ from domain.errors import (
 from domain.identity import Identity
 from domain.policy import SubjectPolicy
 from domain.ports import KeyProvider, PublicJwk, Verifier
-from entrypoints.be2 import create_app
+from entrypoints.be2 import _routes, create_app
 from entrypoints.container import Container, build_container
 from entrypoints.metrics import ValidationMetrics
 from entrypoints.middleware import (
@@ -142,6 +142,28 @@ def test_validate_auth_returns_the_identity(
         "authenticated", "subject", "namespace", "service_account", "service_account_uid",
         "pod", "pod_uid", "node", "issuer", "audiences", "expires_at", "stale",
     }  # fmt: skip
+
+
+def test_each_caller_gets_its_own_answer_every_time(
+    client: TestClient[Litestar], keyset: FakeKeySet
+) -> None:
+    # The answers are encoded once per verified identity; interleaved callers must never get
+    # each other's, and a repeated token the same bytes with a correct length.
+    tokens = {name: be_token(keyset, service_account=name) for name in ("be-sa", "other", "x")}
+    for _ in range(3):
+        for name, token in tokens.items():
+            response = client.get("/validate-auth", headers=bearer(token))
+            assert response.status_code == 200
+            assert response.json()["service_account"] == name
+            assert response.headers["content-length"] == str(len(response.content))
+            assert response.headers["content-type"] == "application/json"
+
+
+def test_validate_auth_behind_no_middleware_is_503_not_an_identity() -> None:
+    # Only reachable if someone mounts the handlers without the middleware: fail closed.
+    app = Litestar(route_handlers=_routes(Settings()), exception_handlers=exception_handlers())
+    with TestClient(app) as bare:
+        assert_rejected(bare.get("/validate-auth"), 503, "token_unavailable")
 
 
 def test_validate_auth_accepts_post(client: TestClient[Litestar], keyset: FakeKeySet) -> None:
