@@ -327,6 +327,10 @@ def _http_rounds(
             cold.stop()
         be2_requests += result.requests
         record("be2/fresh", result)
+        _log(
+            f"HTTP on {server}: round {round_index + 1}: "
+            + ", ".join(f"{name} {values[-1]:,.0f}" for name, values in samples.items())
+        )
         if cache_before is not None and cache_after is not None and result.requests:
             miss_shares.append((cache_after[1] - cache_before[1]) / result.requests)
     for name, values in samples.items():
