@@ -54,8 +54,9 @@ def _json(data: Mapping[str, object]) -> str:
     """One JSON object on one line."""
     try:
         return _ENCODER.encode(data).decode()
-    except (TypeError, ValueError, OverflowError):  # a non-str key, an int beyond 64 bits
-        return json.dumps(data, default=str, ensure_ascii=False)
+    except (TypeError, ValueError, OverflowError):  # a non-str key, an int beyond 64 bits,
+        # a lone surrogate (escaped as \ud800 by ensure_ascii, so any stream can take the line)
+        return json.dumps(data, default=str)
 
 
 # uvicorn adds `color_message` (the message with ANSI colours) to its records: not for files.
@@ -201,14 +202,6 @@ class AccessFields(msgspec.Struct, frozen=True, kw_only=True):
         return _scrub_memo(f"{self.method} {self.path} {self.status}")
 
 
-class _LineHead(msgspec.Struct):
-    """What follows `ts` on every JSON line (JsonFormatter's order)."""
-
-    level: str
-    logger: str
-    msg: str
-
-
 # Every standard LogRecord attribute, as LogRecord.__init__ would set them for an access line
 # (no caller, thread or process: configure_logging turns those off). Copying this dict is what
 # `_log_access` does instead of Logger.info's makeRecord and LogRecord.__init__, which were
@@ -234,8 +227,8 @@ def _access_json(created: float, logger_name: str, fields: AccessFields, latency
     middle = _ACCESS_MIDDLES.get((logger_name, fields))
     if middle is None:
         scrubbed = fields.scrubbed()
-        head = _ENCODER.encode(_LineHead("INFO", logger_name, scrubbed.message()))
-        middle = (head[1:-1] + b"," + _ENCODER.encode(scrubbed)[1:-1]).decode()
+        head = {"level": "INFO", "logger": logger_name, "msg": scrubbed.message()}
+        middle = _json(head | msgspec.structs.asdict(scrubbed))[1:-1]
         if len(_ACCESS_MIDDLES) >= _ACCESS_MIDDLES_MAX:
             _ACCESS_MIDDLES.clear()
         _ACCESS_MIDDLES[logger_name, fields] = middle

@@ -146,3 +146,20 @@ def test_an_access_line_is_json_with_the_latency_as_given(latency_ms: float) -> 
     assert list(data)[:4] == ["ts", "level", "logger", "msg"] and list(data)[-1] == "latency_ms"
     assert data["latency_ms"] == latency_ms
     assert SEED_TOKEN not in line
+
+
+@pytest.mark.usefixtures("restore_logging")
+def test_a_line_msgspec_cannot_encode_is_written_with_its_batch(tmp_path: Path) -> None:
+    # A lone surrogate (a path some server decoded with surrogateescape) must not cost the line,
+    # nor the batch it is queued in, on a strict UTF-8 stream.
+    path = tmp_path / "log"
+    logger = logging.getLogger(ksa_logging.ACCESS_LOGGER)
+    fields = {key: value for key, value in FIELDS.items() if key != "latency_ms"}
+    with open(path, "w", encoding="utf-8") as stream:
+        ksa_logging.configure_logging("INFO", "json", stream)
+        for suffix in ("/before", "/\udcff", "/after"):
+            fields["path"] = f"/validate-auth{suffix}"
+            ksa_logging._log_access(logger, ksa_logging.AccessFields(**fields), 0.5)  # type: ignore[arg-type]
+        logging.getLogger().handlers[0].flush()
+    paths = [json.loads(line)["path"] for line in path.read_text().splitlines()]
+    assert paths == ["/validate-auth/before", "/validate-auth/\udcff", "/validate-auth/after"]
