@@ -366,14 +366,7 @@ class BatchingStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
         except Exception:
             self.handleError(record)
             return
-        with self.lock:  # type: ignore[union-attr]
-            self._lines.append(line)
-            self._size += len(line)
-            urgent = record.levelno >= logging.WARNING or self._size >= self.max_bytes
-        if urgent:
-            self.flush()
-        elif self._flusher_generation != _forks:
-            self._start_flusher()
+        self._queue(line, len(line), urgent=record.levelno >= logging.WARNING)
 
     def flush(self) -> None:
         with self.lock:  # type: ignore[union-attr]
@@ -393,11 +386,17 @@ class BatchingStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
         self, created: float, logger_name: str, fields: AccessFields, latency_ms: float
     ) -> None:
         """Queue one access line (INFO, JSON), formatted as `_log_access`'s record would be."""
+        self._queue((created, logger_name, fields, latency_ms), self.ACCESS_LINE_BYTES)
+
+    def _queue(
+        self, item: str | tuple[float, str, AccessFields, float], size: int, urgent: bool = False
+    ) -> None:
+        """Add one line to the batch; write the batch now if urgent or full."""
         with self.lock:  # type: ignore[union-attr]
-            self._lines.append((created, logger_name, fields, latency_ms))
-            self._size += self.ACCESS_LINE_BYTES
-            full = self._size >= self.max_bytes
-        if full:
+            self._lines.append(item)
+            self._size += size
+            urgent = urgent or self._size >= self.max_bytes
+        if urgent:
             self.flush()
         elif self._flusher_generation != _forks:
             self._start_flusher()
