@@ -1,4 +1,4 @@
-"""Domain errors, each carrying a machine reason code (SPEC §4) and a human detail."""
+"""Domain errors: a machine reason code and a human detail, under three bases by outcome."""
 
 from __future__ import annotations
 
@@ -13,14 +13,17 @@ __all__ = [
     "BadSubject",
     "Expired",
     "Forbidden",
+    "InternalError",
     "IssuedInFuture",
     "KeysUnavailable",
     "Malformed",
     "MissingToken",
     "NotYetValid",
+    "Rejected",
     "ReviewUnavailable",
     "Revoked",
     "TokenUnavailable",
+    "Unavailable",
     "UnknownKey",
     "UnsupportedAlgorithm",
 ]
@@ -43,70 +46,86 @@ class AuthError(Exception):
         return f"{type(self).__name__}(reason={self.reason!r}, detail={self.detail!r})"
 
 
-class MissingToken(AuthError):
-    reason = "missing_token"
-
-
-class Malformed(AuthError):
-    reason = "malformed"
-
-
-class UnsupportedAlgorithm(AuthError):
-    reason = "unsupported_algorithm"
-
-
-class UnknownKey(AuthError):
-    reason = "unknown_key"
-
-
-class BadSignature(AuthError):
-    reason = "bad_signature"
-
-
-class Expired(AuthError):
-    reason = "expired"
-
-
-class NotYetValid(AuthError):
-    reason = "not_yet_valid"
-
-
-class IssuedInFuture(AuthError):
-    reason = "issued_in_future"
-
-
-class BadIssuer(AuthError):
-    reason = "bad_issuer"
-
-
-class BadAudience(AuthError):
-    reason = "bad_audience"
-
-
-class BadSubject(AuthError):
-    reason = "bad_subject"
-
-
-class Revoked(AuthError):
-    reason = "revoked"
+class Rejected(AuthError):
+    """The token is not accepted: the caller must bring another one (HTTP 401)."""
 
 
 class Forbidden(AuthError):
+    """The token is valid, but its subject may not use this route (HTTP 403)."""
+
     reason = "forbidden"
 
 
-class KeysUnavailable(AuthError):
+class Unavailable(AuthError):
+    """No decision could be made now; the same request may succeed later (HTTP 503)."""
+
+
+class MissingToken(Rejected):
+    reason = "missing_token"
+
+
+class Malformed(Rejected):
+    reason = "malformed"
+
+
+class UnsupportedAlgorithm(Rejected):
+    reason = "unsupported_algorithm"
+
+
+class UnknownKey(Rejected):
+    reason = "unknown_key"
+
+
+class BadSignature(Rejected):
+    reason = "bad_signature"
+
+
+class Expired(Rejected):
+    reason = "expired"
+
+
+class NotYetValid(Rejected):
+    reason = "not_yet_valid"
+
+
+class IssuedInFuture(Rejected):
+    reason = "issued_in_future"
+
+
+class BadIssuer(Rejected):
+    reason = "bad_issuer"
+
+
+class BadAudience(Rejected):
+    reason = "bad_audience"
+
+
+class BadSubject(Rejected):
+    reason = "bad_subject"
+
+
+class Revoked(Rejected):
+    reason = "revoked"
+
+
+class KeysUnavailable(Unavailable):
     reason = "keys_unavailable"
 
 
-class ReviewUnavailable(AuthError):
+class ReviewUnavailable(Unavailable):
     reason = "review_unavailable"
 
 
-class TokenUnavailable(AuthError):
+class TokenUnavailable(Unavailable):
     """Our own token cannot be read (be's `/get-jwt`, be2's key fetches)."""
 
     reason = "token_unavailable"
+
+
+class InternalError(Unavailable):
+    """An unexpected fault of ours: reported as unavailable, never as a server error."""
+
+    reason = "internal_error"
 
 
 REASONS: dict[str, type[AuthError]] = {
@@ -128,5 +147,6 @@ REASONS: dict[str, type[AuthError]] = {
         KeysUnavailable,
         ReviewUnavailable,
         TokenUnavailable,
+        InternalError,
     )
 }

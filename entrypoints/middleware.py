@@ -21,11 +21,11 @@ from domain.claims import JWT_MAX_BYTES
 from domain.errors import (
     AuthError,
     Forbidden,
-    KeysUnavailable,
+    InternalError,
     Malformed,
     MissingToken,
-    ReviewUnavailable,
     TokenUnavailable,
+    Unavailable,
 )
 from domain.identity import Identity
 from domain.policy import SubjectPolicy
@@ -62,8 +62,6 @@ _UNSAFE_IN_QUOTED = re.compile(r"[^\x20\x21\x23-\x5b\x5d-\x7e]")
 _MAX_AUTHORIZATION_BYTES = JWT_MAX_BYTES + 64
 
 _AUTHORIZATION_LENGTH = len(b"authorization")
-
-_UNAVAILABLE = (KeysUnavailable, ReviewUnavailable, TokenUnavailable)
 
 
 def bearer_token(scope: Scope) -> str:
@@ -181,12 +179,8 @@ def require_subjects(
 
 
 def status_for(exc: AuthError) -> int:
-    """The HTTP status of a domain error (SPEC §4): 403, 503 or 401."""
-    if isinstance(exc, Forbidden):
-        return 403
-    if isinstance(exc, _UNAVAILABLE):
-        return 503
-    return 401
+    """The HTTP status of a domain error: 403 forbidden, 503 unavailable, else 401 rejected."""
+    return 403 if isinstance(exc, Forbidden) else 503 if isinstance(exc, Unavailable) else 401
 
 
 def _quoted(text: str) -> str:
@@ -248,10 +242,10 @@ def _unexpected_response(request: Request[Any, Any, Any], exc: Exception) -> Res
     record = record_of(request.scope)
     if record is not None:
         record.outcome = "unavailable"
-        record.reason = "internal_error"
+        record.reason = InternalError.reason
     return Response(
         {
-            "reason": "internal_error",
+            "reason": InternalError.reason,
             "detail": "the service could not answer this request; try again later",
         },
         status_code=503,

@@ -555,8 +555,7 @@ def test_domain_errors_all_map_to_401_403_or_503() -> None:
 
     statuses = {reason: status_for(cls("x")) for reason, cls in REASONS.items()}
     assert statuses.pop("forbidden") == 403
-    assert {
-        statuses.pop(r) for r in ("keys_unavailable", "review_unavailable", "token_unavailable")
-    } == {503}
+    unavailable = ("keys_unavailable", "review_unavailable", "token_unavailable", "internal_error")
+    assert {statuses.pop(r) for r in unavailable} == {503}
     assert set(statuses.values()) == {401}
     assert issubclass(UnknownKey, AuthError)
