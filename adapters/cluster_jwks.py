@@ -17,11 +17,11 @@ from adapters.kube_http import (
     ApiResponse,
     ApiServerError,
     origin_of,
-    parse_jwks,
     request,
 )
 from domain.errors import KeysUnavailable, TokenUnavailable, UnknownKey
-from domain.ports import Clock, KeyProvider, PublicJwk, TokenSource
+from domain.jwks import parse_jwks
+from domain.ports import Clock, KeyProvider, Lifecycle, PublicJwk, TokenSource
 
 __all__ = ["ClusterJwksConfig", "ClusterJwksKeyProvider"]
 
@@ -93,7 +93,7 @@ class _FetchFailed(Exception):
     """A refresh failed; the message says why (no token in it)."""
 
 
-class ClusterJwksKeyProvider(KeyProvider):
+class ClusterJwksKeyProvider(KeyProvider, Lifecycle):
     """Keys fetched with our own token (default RBAC lets only service accounts read them),
     cached for the response's max-age, refreshed in the background, on an unknown kid at most
     once per cooldown, and kept through outages (stale-if-error) for up to a day."""
@@ -164,11 +164,6 @@ class ClusterJwksKeyProvider(KeyProvider):
         if key is None:
             raise UnknownKey(f"no key with kid {kid!r} in the cluster's JWKS")
         return key
-
-    async def keys(self) -> tuple[PublicJwk, ...]:
-        """Return the keys held; raises KeysUnavailable when none could be loaded."""
-        await self._ensure_keys()
-        return tuple(self._usable().values())
 
     async def refresh(self) -> None:
         """Fetch now (sharing a fetch in flight); raises KeysUnavailable if that fails and no

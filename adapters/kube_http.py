@@ -1,4 +1,4 @@
-"""The API server over HTTP: pinned CA, no redirects, bounded reads, token guard; JWKS parsing."""
+"""The API server over HTTP: pinned CA, no redirects, bounded reads, token guard."""
 
 from __future__ import annotations
 
@@ -9,9 +9,6 @@ from os import PathLike
 import httpx
 import msgspec
 
-from domain.jws import SIGNING_ALGORITHMS
-from domain.ports import PublicJwk
-
 __all__ = [
     "CONNECT_TIMEOUT_SECONDS",
     "MAX_RESPONSE_BYTES",
@@ -21,7 +18,6 @@ __all__ = [
     "CaFileError",
     "api_server_client",
     "origin_of",
-    "parse_jwks",
     "request",
     "same_origin",
     "tls_reason",
@@ -34,71 +30,6 @@ TOTAL_TIMEOUT_SECONDS = 5.0
 MAX_RESPONSE_BYTES = 1024 * 1024
 
 _DEFAULT_PORTS = {"https": 443, "http": 80}
-# The curves kube-apiserver signs with: any other EC key cannot verify one of its tokens.
-_CURVES = frozenset(curve for _, curve in SIGNING_ALGORITHMS.values() if curve)
-
-
-class _Jwks(msgspec.Struct):
-    keys: list[msgspec.Raw]
-
-
-class _Jwk(msgspec.Struct):
-    kty: str | None = None
-    kid: str | None = None
-    alg: str | None = None
-    use: str | None = None
-    n: str | None = None
-    e: str | None = None
-    crv: str | None = None
-    x: str | None = None
-    y: str | None = None
-
-
-_jwks_decoder = msgspec.json.Decoder(_Jwks)
-_jwk_decoder = msgspec.json.Decoder(_Jwk)
-
-
-def parse_jwks(document: bytes) -> tuple[tuple[PublicJwk, ...], int]:
-    """The signing keys of a JWKS document and how many entries were skipped.
-
-    Keeps only keys with a `kid`, `use` absent or `sig`, and kty RSA (n, e) or EC (P-256/384/521,
-    x, y); keeps each key's `alg`.
-
-    Raises:
-        ValueError: when the document is not a JWKS or holds no usable key.
-    """
-    try:
-        raw_keys = _jwks_decoder.decode(document).keys
-    except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
-        raise ValueError('not a JWKS (a JSON object with a "keys" list)') from None
-    keys: dict[str, PublicJwk] = {}
-    skipped = 0
-    for raw in raw_keys:
-        try:
-            jwk = _jwk_decoder.decode(raw)
-        except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
-            skipped += 1
-            continue
-        usable = _usable(jwk)
-        if usable is None or usable.kid in keys:
-            skipped += 1
-            continue
-        keys[usable.kid] = usable
-    if not keys:
-        raise ValueError("the JWKS holds no usable signing key (RSA or EC, use sig, with kid)")
-    return tuple(keys.values()), skipped
-
-
-def _usable(jwk: _Jwk) -> PublicJwk | None:
-    if not jwk.kid or jwk.use not in (None, "sig"):
-        return None
-    if jwk.kty == "RSA" and jwk.n and jwk.e:
-        return PublicJwk(kty="RSA", kid=jwk.kid, alg=jwk.alg, use=jwk.use, n=jwk.n, e=jwk.e)
-    if jwk.kty == "EC" and jwk.crv in _CURVES and jwk.x and jwk.y:
-        return PublicJwk(
-            kty="EC", kid=jwk.kid, alg=jwk.alg, use=jwk.use, crv=jwk.crv, x=jwk.x, y=jwk.y
-        )
-    return None
 
 
 class CaFileError(ValueError):

@@ -6,8 +6,8 @@ import logging
 import os
 from pathlib import Path
 
-from adapters.kube_http import parse_jwks
 from domain.errors import KeysUnavailable, UnknownKey
+from domain.jwks import parse_jwks
 from domain.ports import KeyProvider, PublicJwk
 
 __all__ = ["MAX_JWKS_FILE_BYTES", "StaticJwksFile"]
@@ -51,12 +51,6 @@ class StaticJwksFile(KeyProvider):
         if key is None:
             raise UnknownKey(f"no key with kid {kid!r} in the JWKS file {self._path}")
         return key
-
-    async def keys(self) -> tuple[PublicJwk, ...]:
-        """Return every key in the file; raises KeysUnavailable when none could be read."""
-        if not self._keys:
-            self._load(force=True)
-        return tuple(self._keys.values())
 
     async def refresh(self) -> None:
         """Read the file again; raises KeysUnavailable if that fails and no keys are held."""
