@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 import time
@@ -17,6 +16,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
 from domain.claims import ObjectRef
 from domain.errors import UnknownKey
+from domain.jws import b64url_encode
 from domain.ports import Clock, KeyProvider, PublicJwk
 
 __all__ = [
@@ -43,10 +43,6 @@ WARN_ONLY_BOUND_TOKEN_EXPIRATION_SECONDS = 60 * 60 + 7
 EXPIRATION_EXTENSION_SECONDS = 24 * 365 * 60 * 60
 
 
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
 def key_id(public_key: PublicKey) -> str:
     """The kid Kubernetes gives a key: base64url (no padding) of SHA-256 over its DER SPKI.
 
@@ -55,7 +51,7 @@ def key_id(public_key: PublicKey) -> str:
     der = public_key.public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )
-    return _b64(hashlib.sha256(der).digest())
+    return b64url_encode(hashlib.sha256(der).digest())
 
 
 def _int_bytes(value: int, length: int | None = None) -> bytes:
@@ -98,8 +94,8 @@ class SigningKey:
                 "kty": "RSA",
                 "kid": self.kid,
                 "alg": self.alg,
-                "n": _b64(_int_bytes(numbers.n)),
-                "e": _b64(_int_bytes(numbers.e)),
+                "n": b64url_encode(_int_bytes(numbers.n)),
+                "e": b64url_encode(_int_bytes(numbers.e)),
             }
         point = public.public_numbers()
         # RFC 7518 §6.2.1.2: coordinates are the full field size, left-padded.
@@ -110,8 +106,8 @@ class SigningKey:
             "kid": self.kid,
             "crv": "P-256",
             "alg": self.alg,
-            "x": _b64(_int_bytes(point.x, size)),
-            "y": _b64(_int_bytes(point.y, size)),
+            "x": b64url_encode(_int_bytes(point.x, size)),
+            "y": b64url_encode(_int_bytes(point.y, size)),
         }
 
     def private_pem(self) -> bytes:
@@ -224,9 +220,6 @@ class FakeKeySet(KeyProvider):
             raise UnknownKey(f"no published key has kid {kid!r}")
         return _public_jwk(self._keys[kid].public_jwk())
 
-    async def keys(self) -> tuple[PublicJwk, ...]:
-        return tuple(_public_jwk(self._keys[kid].public_jwk()) for kid in self._published)
-
     async def refresh(self) -> None:
         # The keys live here: there is nothing to fetch, and always at least the signer.
         return None
@@ -255,8 +248,8 @@ class FakeKeySet(KeyProvider):
                 header.pop(name, None)
             else:
                 header[name] = value
-        signing_input = f"{_b64(_json(header))}.{_b64(_json(claims))}".encode("ascii")
-        return f"{signing_input.decode('ascii')}.{_b64(signing_key.sign(signing_input))}"
+        signing_input = ".".join(map(b64url_encode, (_json(header), _json(claims)))).encode()
+        return f"{signing_input.decode('ascii')}.{b64url_encode(signing_key.sign(signing_input))}"
 
     def is_extended(
         self, audiences: Iterable[str], expiration_seconds: int, *, bound_to_pod: bool

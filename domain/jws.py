@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 import re
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from domain.claims import JWT_MAX_BYTES, Header, decode_header
 from domain.errors import Malformed, UnsupportedAlgorithm
@@ -14,8 +15,11 @@ __all__ = [
     "COMPACT_JWS",
     "SIGNING_ALGORITHMS",
     "CompactJws",
+    "Unverified",
     "b64url_decode",
+    "b64url_encode",
     "parse_compact",
+    "peek",
     "require_signing_algorithm",
 ]
 
@@ -41,6 +45,11 @@ def b64url_decode(segment: str) -> bytes:
         return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
     except (binascii.Error, ValueError):
         raise Malformed("token segments are not valid base64url") from None
+
+
+def b64url_encode(data: bytes) -> str:
+    """Encode as unpadded base64url (RFC 7515 §2)."""
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
 
 class CompactJws(NamedTuple):
@@ -75,3 +84,35 @@ def require_signing_algorithm(alg: str) -> tuple[str, str | None]:
         return SIGNING_ALGORITHMS[alg]
     except KeyError:
         raise UnsupportedAlgorithm(f"algorithm {alg!r} is not accepted ({_ALLOWED})") from None
+
+
+class Unverified(NamedTuple):
+    """A token's header and claims as plain JSON objects. NOT verified: to show a token or to
+    decide how to verify it, never to trust it."""
+
+    header: dict[str, Any]
+    claims: dict[str, Any]
+    signing_input: bytes
+    signature: bytes
+
+
+def peek(token: str) -> Unverified:
+    """Take a compact JWS apart without verifying it (the CLI's `decode`, the emulator, the demo).
+
+    Raises:
+        Malformed: not three base64url segments, the first two JSON objects.
+    """
+    if len(token) > JWT_MAX_BYTES:
+        raise Malformed(f"token is longer than {JWT_MAX_BYTES} bytes")
+    segments = token.split(".")
+    if len(segments) != 3:
+        raise Malformed(f"a JWT has 3 dot-separated segments, this has {len(segments)}")
+    header_raw, claims_raw, signature = (b64url_decode(segment) for segment in segments)
+    try:
+        header, claims = json.loads(header_raw), json.loads(claims_raw)
+    except (ValueError, RecursionError):
+        raise Malformed("token header or claims are not JSON") from None
+    if not isinstance(header, dict) or not isinstance(claims, dict):
+        raise Malformed("token header and claims must be JSON objects")
+    signing_input = f"{segments[0]}.{segments[1]}".encode("ascii", "replace")
+    return Unverified(header, claims, signing_input, signature)

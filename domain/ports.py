@@ -9,7 +9,7 @@ import msgspec
 
 from domain.identity import Identity
 
-__all__ = ["Clock", "KeyProvider", "PublicJwk", "TokenSource", "Verifier"]
+__all__ = ["Clock", "KeyProvider", "Lifecycle", "PublicJwk", "TokenSource", "Verifier"]
 
 Clock = Callable[[], float]
 """Seconds since the epoch; injected so time is testable (`time.time` in production)."""
@@ -47,10 +47,6 @@ class KeyProvider(Protocol):
         KeysUnavailable."""
         ...
 
-    async def keys(self) -> tuple[PublicJwk, ...]:
-        """Return every currently published key; raises KeysUnavailable when none are held."""
-        ...
-
     async def refresh(self) -> None:
         """Fetch the keys again now; raises KeysUnavailable if that fails and none are held."""
         ...
@@ -66,4 +62,18 @@ class Verifier(Protocol):
 
     async def verify(self, token: str) -> Identity:
         """Return the caller's identity; raises an AuthError subclass naming the reason."""
+        ...
+
+
+@runtime_checkable
+class Lifecycle(Protocol):
+    """An adapter that holds resources (a background refresh, a connection pool)."""
+
+    async def start(self) -> None:
+        """Acquire what the adapter needs before the first call; raises an AuthError subclass
+        when it cannot, and may still be used (it retries on its own)."""
+        ...
+
+    async def close(self) -> None:
+        """Release what `start` or later calls acquired; safe to call more than once."""
         ...

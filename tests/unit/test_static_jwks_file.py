@@ -45,7 +45,7 @@ def test_an_unusable_file_is_keys_unavailable(tmp_path: Path, content: str, why:
     path = tmp_path / "jwks.json"
     _write(path, content)
     with pytest.raises(KeysUnavailable, match=why):
-        asyncio.run(StaticJwksFile(path).keys())
+        asyncio.run(StaticJwksFile(path).refresh())
 
 
 def test_a_file_broken_after_loading_keeps_its_keys(
@@ -69,7 +69,7 @@ def test_unknown_kids_reread_only_a_changed_file(tmp_path: Path) -> None:
     path = tmp_path / "jwks.json"
     _write(path, json.dumps(keyset.jwks()))
     provider = StaticJwksFile(path)
-    asyncio.run(provider.keys())
+    asyncio.run(provider.refresh())
     assert provider.loads == 1
     for i in range(50):
         with pytest.raises(UnknownKey):
