@@ -1,11 +1,9 @@
-"""Verification by the API server itself: the TokenReview API, with a brief positive cache."""
+"""Verification by the API server itself: the TokenReview API."""
 
 from __future__ import annotations
 
-import hashlib
 import re
 import time
-from collections import OrderedDict
 
 import httpx
 import msgspec
@@ -70,8 +68,6 @@ class TokenReviewConfig(msgspec.Struct, frozen=True, kw_only=True):
     issuers: tuple[str, ...] = ()
     """KSA_ISSUER: tokens claiming another issuer are refused without asking (empty: any)."""
     leeway_seconds: float = DEFAULT_LEEWAY_SECONDS
-    cache_ttl_seconds: float = 10.0
-    cache_max_entries: int = 1000
     timeout_seconds: float = TOTAL_TIMEOUT_SECONDS
     """Bound on each TokenReview, connection to last byte."""
 
@@ -80,8 +76,6 @@ class TokenReviewConfig(msgspec.Struct, frozen=True, kw_only=True):
             raise ValueError("at least one audience is required")
         if not 0 < self.timeout_seconds <= TOTAL_TIMEOUT_SECONDS:
             raise ValueError(f"timeout_seconds must be in (0, {TOTAL_TIMEOUT_SECONDS:g}]")
-        if self.cache_ttl_seconds < 0 or self.cache_max_entries < 0:
-            raise ValueError("cache bounds must not be negative")
 
 
 class _User(msgspec.Struct):
@@ -117,9 +111,14 @@ _review_decoder = msgspec.json.Decoder(_Review)
 
 class TokenReviewVerifier(Verifier):
     """Asks kube-apiserver (`create tokenreviews`, e.g. ClusterRole system:auth-delegator) whether
-    a token is valid for our audiences: unlike a local check, it also sees deleted pods."""
+    a token is valid for our audiences: unlike a local check, it also sees deleted pods.
 
-    __slots__ = ("_cache", "_client", "_clock", "_config", "_token_source", "reviews")
+    Every call that passes the local checks is one TokenReview: put a `CachingVerifier` with a
+    short TTL in front to bound how late a revocation is seen against how often the API
+    server is asked.
+    """
+
+    __slots__ = ("_client", "_clock", "_config", "_token_source", "reviews")
 
     def __init__(
         self,
@@ -132,7 +131,6 @@ class TokenReviewVerifier(Verifier):
         self._token_source = token_source
         self._config = config
         self._clock = clock
-        self._cache: OrderedDict[bytes, tuple[Identity, float]] = OrderedDict()
         self.reviews = 0
         """How many TokenReviews were sent (for tests and metrics)."""
 
@@ -143,21 +141,11 @@ class TokenReviewVerifier(Verifier):
     async def verify(self, token: str) -> Identity:
         """Return the identity the API server vouches for; raises an AuthError subclass, or
         ReviewUnavailable when the API server could not be asked."""
-        now = self._clock()
-        claims, local = self._precheck(token, now)
-        digest = hashlib.sha256(token.encode("ascii")).digest()
-        cached = self._cache.get(digest)
-        if cached is not None:
-            if now < cached[1]:
-                self._cache.move_to_end(digest)
-                return cached[0]
-            del self._cache[digest]
+        claims, local = self._precheck(token, self._clock())
         status = await self._review(token)
         if not status.authenticated:
             raise _rejection(status.error)
-        identity = self._identity(status, claims, local)
-        self._remember(digest, identity, self._clock())
-        return identity
+        return self._identity(status, claims, local)
 
     def _precheck(self, token: str, now: float) -> tuple[Claims, Identity]:
         # What can be decided without the API server is decided here, with the same reasons
@@ -237,17 +225,6 @@ class TokenReviewVerifier(Verifier):
             warn_after=local.warn_after,
             key_id=local.key_id,
         )
-
-    def _remember(self, digest: bytes, identity: Identity, now: float) -> None:
-        if self._config.cache_ttl_seconds <= 0 or self._config.cache_max_entries <= 0:
-            return
-        until = now + self._config.cache_ttl_seconds
-        if identity.expires_at is not None:
-            until = min(until, identity.expires_at)
-        self._cache[digest] = (identity, until)
-        self._cache.move_to_end(digest)
-        while len(self._cache) > self._config.cache_max_entries:
-            self._cache.popitem(last=False)
 
 
 def _rejection(error: str) -> AuthError:

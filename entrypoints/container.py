@@ -19,11 +19,21 @@ from domain.ports import Clock, KeyProvider, TokenSource, Verifier
 from domain.rules import Expectations
 from entrypoints.settings import Settings, SettingsError
 
-__all__ = ["BE2_CALL_TIMEOUT", "Closers", "Container", "build_container"]
+__all__ = [
+    "BE2_CALL_TIMEOUT",
+    "REVIEW_CACHE_MAX_ENTRIES",
+    "REVIEW_CACHE_TTL_SECONDS",
+    "Closers",
+    "Container",
+    "build_container",
+]
 
 Closers = list[Callable[[], Awaitable[None]]]
 """What was actually built and must be closed on shutdown, in creation order."""
 
+# How long a TokenReview's yes is reused: a deleted pod's token is refused at most this late.
+REVIEW_CACHE_TTL_SECONDS = 10.0
+REVIEW_CACHE_MAX_ENTRIES = 1000
 # be -> be2 is one hop inside the cluster; a caller of /call-be2 should not wait longer.
 BE2_CALL_TIMEOUT = httpx.Timeout(5.0, connect=2.0)
 
@@ -127,14 +137,19 @@ class Container(containers.DeclarativeContainer):
         clock,
         key_provider=key_provider,
     )
-    # TokenReview is chosen to see revocations (a deleted pod): it keeps its own short cache
-    # (10 s), and no longer one is put in front of it.
+    # TokenReview is chosen to see revocations (a deleted pod), so its answers are kept briefly.
     token_review_verifier: providers.Provider[Verifier] = providers.Singleton(
-        TokenReviewVerifier,
-        api_client,
-        token_source,
-        providers.Singleton(_review_config, settings),
+        CachingVerifier,
+        providers.Singleton(
+            TokenReviewVerifier,
+            api_client,
+            token_source,
+            providers.Singleton(_review_config, settings),
+            clock,
+        ),
         clock,
+        ttl_seconds=REVIEW_CACHE_TTL_SECONDS,
+        max_entries=REVIEW_CACHE_MAX_ENTRIES,
     )
     # KSA_VERIFIER: jwks (local signature check) or tokenreview (ask the API server).
     verifier: providers.Provider[Verifier] = providers.Selector(

@@ -1,11 +1,11 @@
-"""The SPEC §3 settings, read once from the environment into a frozen struct."""
+"""The KSA_* settings, read once from the environment into a frozen struct."""
 
 from __future__ import annotations
 
 import math
 import os
 from collections.abc import Callable, Mapping
-from typing import Literal, TypeVar
+from typing import Any, Literal, get_args
 from urllib.parse import urlsplit
 
 import msgspec
@@ -14,7 +14,7 @@ from domain.policy import SubjectPolicy
 from domain.rules import DEFAULT_LEEWAY_SECONDS
 
 __all__ = [
-    "DEFAULTS",
+    "VARIABLES",
     "Settings",
     "SettingsError",
     "check_service_files",
@@ -26,29 +26,10 @@ _SA_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
 _CLUSTER_HOST = "https://kubernetes.default.svc"
 _ISSUER = "https://kubernetes.default.svc.cluster.local"
 
-DEFAULTS: dict[str, str] = {
-    "KSA_TOKEN_FILE": f"{_SA_DIR}/token",
-    "KSA_CA_FILE": f"{_SA_DIR}/ca.crt",
-    "KSA_API_SERVER": _CLUSTER_HOST,
-    "KSA_ISSUER": _ISSUER,
-    "KSA_DISCOVERY_URL": f"{_CLUSTER_HOST}/.well-known/openid-configuration",
-    "KSA_JWKS_URL": "",
-    "KSA_AUDIENCES": _ISSUER,
-    "KSA_VERIFIER": "jwks",
-    "KSA_JWKS_FILE": "",
-    "KSA_LEEWAY_SECONDS": str(int(DEFAULT_LEEWAY_SECONDS)),
-    "KSA_ALLOWED_SUBJECTS": "",
-    "KSA_BE2_URL": "http://be2",
-    "KSA_EXPOSE_TOKEN": "true",
-    "KSA_LOG_LEVEL": "INFO",
-    "KSA_LOG_FORMAT": "json",
-}
-
 _TRUE = frozenset({"true", "1", "yes"})
 _FALSE = frozenset({"false", "0", "no"})
-_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
-T = TypeVar("T")
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 
 
 class SettingsError(ValueError):
@@ -56,62 +37,43 @@ class SettingsError(ValueError):
 
 
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
-    """Every SPEC §3 setting, parsed and validated."""
+    """Every setting, parsed and validated; the defaults here are the only ones."""
 
-    token_file: str = DEFAULTS["KSA_TOKEN_FILE"]
-    ca_file: str = DEFAULTS["KSA_CA_FILE"]
-    api_server: str = DEFAULTS["KSA_API_SERVER"]
+    token_file: str = f"{_SA_DIR}/token"
+    ca_file: str = f"{_SA_DIR}/ca.crt"
+    api_server: str = _CLUSTER_HOST
     issuers: tuple[str, ...] = (_ISSUER,)
-    discovery_url: str = DEFAULTS["KSA_DISCOVERY_URL"]
+    discovery_url: str = f"{_CLUSTER_HOST}/.well-known/openid-configuration"
     jwks_url: str | None = None
     audiences: tuple[str, ...] = (_ISSUER,)
     verifier: Literal["jwks", "tokenreview"] = "jwks"
     jwks_file: str | None = None
     leeway_seconds: float = DEFAULT_LEEWAY_SECONDS
     policy: SubjectPolicy = SubjectPolicy()
-    be2_url: str = DEFAULTS["KSA_BE2_URL"]
+    be2_url: str = "http://be2"
     expose_token: bool = True
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    log_level: LogLevel = "INFO"
     log_format: Literal["json", "text"] = "json"
 
 
 def load_settings(environ: Mapping[str, str]) -> Settings:
-    """Read and validate every KSA_* variable; unset or empty means the SPEC default.
+    """Read and validate every KSA_* variable; unset or empty keeps the default.
 
     Raises:
         SettingsError: one line naming the first bad variable.
     """
-
-    def raw(name: str) -> str:
-        value = environ.get(name, "").strip()
-        return value or DEFAULTS[name]
-
-    jwks_file = raw("KSA_JWKS_FILE") or None
-    verifier = _parse("KSA_VERIFIER", raw("KSA_VERIFIER"), _verifier)
-    if jwks_file is not None and verifier == "tokenreview":
+    values: dict[str, Any] = {}
+    for name, (field, parse) in _VARIABLES.items():
+        text = environ.get(name, "").strip()
+        if text:
+            values[field] = _parse(name, text, parse)
+    settings = Settings(**values)
+    if settings.jwks_file is not None and settings.verifier == "tokenreview":
         raise SettingsError(
             "KSA_JWKS_FILE: a JWKS file verifies locally; it cannot be combined with "
             "KSA_VERIFIER=tokenreview (unset one of them)"
         )
-    policy = _parse("KSA_ALLOWED_SUBJECTS", raw("KSA_ALLOWED_SUBJECTS"), _policy)
-    jwks_url = raw("KSA_JWKS_URL")
-    return Settings(
-        token_file=_parse("KSA_TOKEN_FILE", raw("KSA_TOKEN_FILE"), _path),
-        ca_file=_parse("KSA_CA_FILE", raw("KSA_CA_FILE"), _path),
-        api_server=_parse("KSA_API_SERVER", raw("KSA_API_SERVER"), _https_origin),
-        issuers=_parse("KSA_ISSUER", raw("KSA_ISSUER"), _list),
-        discovery_url=_parse("KSA_DISCOVERY_URL", raw("KSA_DISCOVERY_URL"), _https_url),
-        jwks_url=_parse("KSA_JWKS_URL", jwks_url, _https_url) if jwks_url else None,
-        audiences=_parse("KSA_AUDIENCES", raw("KSA_AUDIENCES"), _list),
-        verifier=verifier,
-        jwks_file=_parse("KSA_JWKS_FILE", jwks_file, _path) if jwks_file else None,
-        leeway_seconds=_parse("KSA_LEEWAY_SECONDS", raw("KSA_LEEWAY_SECONDS"), _leeway),
-        policy=policy,
-        be2_url=_parse("KSA_BE2_URL", raw("KSA_BE2_URL"), _http_url),
-        expose_token=_parse("KSA_EXPOSE_TOKEN", raw("KSA_EXPOSE_TOKEN"), _boolean),
-        log_level=_parse("KSA_LOG_LEVEL", raw("KSA_LOG_LEVEL"), _log_level),
-        log_format=_parse("KSA_LOG_FORMAT", raw("KSA_LOG_FORMAT"), _log_format),
-    )
+    return settings
 
 
 def check_service_files(settings: Settings, service: Literal["be", "be2"]) -> None:
@@ -151,7 +113,7 @@ def _require_readable(name: str, path: str, what: str) -> None:
         raise SettingsError(f"{name}: {what} {path} is not readable ({exc.strerror})") from None
 
 
-def _parse(name: str, value: str, parse: Callable[[str], T]) -> T:
+def _parse(name: str, value: str, parse: Callable[[str], Any]) -> Any:
     try:
         return parse(value)
     except ValueError as exc:
@@ -181,13 +143,14 @@ def _policy(value: str) -> SubjectPolicy:
     return SubjectPolicy.parse(value.split(","))
 
 
-def _verifier(value: str) -> Literal["jwks", "tokenreview"]:
-    lowered = value.lower()
-    if lowered == "jwks":
-        return "jwks"
-    if lowered == "tokenreview":
-        return "tokenreview"
-    raise ValueError(f"{_shown(value)} is not one of: jwks, tokenreview")
+def _choice(*options: str) -> Callable[[str], str]:
+    def parse(value: str) -> str:
+        for option in options:
+            if value.lower() == option.lower():
+                return option
+        raise ValueError(f"{_shown(value)} is not one of: {', '.join(options)}")
+
+    return parse
 
 
 def _leeway(value: str) -> float:
@@ -210,23 +173,6 @@ def _boolean(value: str) -> bool:
     if lowered in _FALSE:
         return False
     raise ValueError(f"{_shown(value)} is not a boolean (true/false, 1/0, yes/no)")
-
-
-def _log_level(value: str) -> Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]:
-    upper = value.upper()
-    for level in _LOG_LEVELS:
-        if upper == level:
-            return level  # type: ignore[return-value]
-    raise ValueError(f"{_shown(value)} is not one of: {', '.join(_LOG_LEVELS)}")
-
-
-def _log_format(value: str) -> Literal["json", "text"]:
-    lowered = value.lower()
-    if lowered == "json":
-        return "json"
-    if lowered == "text":
-        return "text"
-    raise ValueError(f"{_shown(value)} is not one of: json, text")
 
 
 def _url(value: str, schemes: tuple[str, ...]) -> str:
@@ -267,3 +213,25 @@ def _https_origin(value: str) -> str:
 
 def _http_url(value: str) -> str:
     return _url(value, ("http", "https")).rstrip("/")
+
+
+# Each variable, the Settings field it sets, and how its text is read.
+_VARIABLES: dict[str, tuple[str, Callable[[str], Any]]] = {
+    "KSA_TOKEN_FILE": ("token_file", _path),
+    "KSA_CA_FILE": ("ca_file", _path),
+    "KSA_API_SERVER": ("api_server", _https_origin),
+    "KSA_ISSUER": ("issuers", _list),
+    "KSA_DISCOVERY_URL": ("discovery_url", _https_url),
+    "KSA_JWKS_URL": ("jwks_url", _https_url),
+    "KSA_AUDIENCES": ("audiences", _list),
+    "KSA_VERIFIER": ("verifier", _choice("jwks", "tokenreview")),
+    "KSA_JWKS_FILE": ("jwks_file", _path),
+    "KSA_LEEWAY_SECONDS": ("leeway_seconds", _leeway),
+    "KSA_ALLOWED_SUBJECTS": ("policy", _policy),
+    "KSA_BE2_URL": ("be2_url", _http_url),
+    "KSA_EXPOSE_TOKEN": ("expose_token", _boolean),
+    "KSA_LOG_LEVEL": ("log_level", _choice(*get_args(LogLevel))),
+    "KSA_LOG_FORMAT": ("log_format", _choice("json", "text")),
+}
+VARIABLES = tuple(_VARIABLES)
+"""The name of every setting, in the order of the README's table."""

@@ -35,6 +35,7 @@ from domain.errors import AuthError, ReviewUnavailable
 from domain.identity import Identity
 from domain.ports import Clock, KeyProvider, TokenSource, Verifier
 from domain.rules import Expectations
+from entrypoints.container import REVIEW_CACHE_MAX_ENTRIES, REVIEW_CACHE_TTL_SECONDS
 from tests.devcluster_harness import DevCluster
 
 pytestmark = pytest.mark.anyio
@@ -323,14 +324,24 @@ async def test_a_deleted_pod_is_revoked_by_tokenreview_while_jwks_still_accepts(
     clock = FakeClock()
     async with (
         verifier_of("jose_cluster", cluster, tmp_path / "jwks", clock=clock) as jwks,
-        verifier_of("tokenreview", cluster, tmp_path / "review", clock=clock) as review,
+        verifier_of("tokenreview", cluster, tmp_path / "review", clock=clock) as reviewer,
     ):
+        assert isinstance(reviewer, TokenReviewVerifier)
+        # As be2 wires it: TokenReview's positive answers are kept briefly.
+        review = CachingVerifier(
+            reviewer,
+            clock,
+            ttl_seconds=REVIEW_CACHE_TTL_SECONDS,
+            max_entries=REVIEW_CACHE_MAX_ENTRIES,
+        )
         assert (await jwks.verify(token)).pod == be.name
         assert (await review.verify(token)).pod == be.name
         cluster.admin(f"/admin/pods/{be.namespace}/{be.name}/delete")
-        # TokenReview's positive answers are cached briefly (10 s): revocation shows after it.
+        # Within the cache's TTL the earlier answer stands, without asking again.
         assert (await review.verify(token)).pod == be.name
-        clock.now += 10
+        assert reviewer.reviews == 1
+        clock.now += REVIEW_CACHE_TTL_SECONDS
         assert await _decision(review, token) == "revoked"
+        assert reviewer.reviews == 2
         # The signature, issuer, audience and times are all still fine: JWKS accepts.
         assert (await jwks.verify(token)).pod == be.name

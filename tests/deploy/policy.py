@@ -7,7 +7,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from domain.policy import SubjectPolicy
-from entrypoints.settings import DEFAULTS, Settings, SettingsError, load_settings
+from entrypoints.settings import VARIABLES, Settings, SettingsError, load_settings
 from tests.deploy.manifests import Document, find, identify, one
 
 API_AUDIENCE = "https://kubernetes.default.svc.cluster.local"
@@ -226,7 +226,7 @@ def _image_problems(image: str) -> list[str]:
 
 def _settings_problems(spec: Mapping[str, Any]) -> list[str]:
     env = literal_env(spec)
-    problems = [f"env {name} is not a SPEC §3 setting" for name in env if name not in DEFAULTS]
+    problems = [f"env {name} is not a SPEC §3 setting" for name in env if name not in VARIABLES]
     settings = settings_of(spec)
     if isinstance(settings, str):
         problems.append(f"the service would not start: {settings}")
@@ -314,7 +314,7 @@ def docker_desktop_problems(docs: list[Document]) -> list[str]:
     if not automounts_api_token(docs, be):
         problems.append("Deployment/be: the default API-audience token is not mounted")
     if be_settings is not None:
-        if be_settings.token_file != DEFAULTS["KSA_TOKEN_FILE"]:
+        if be_settings.token_file != Settings().token_file:
             problems.append(f"Deployment/be: KSA_TOKEN_FILE is {be_settings.token_file}")
         if not be_settings.expose_token:
             problems.append("Deployment/be: /get-jwt is off (the seed's flow needs it)")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -26,7 +27,7 @@ from domain.identity import Identity
 from domain.policy import SubjectPolicy
 from domain.ports import KeyProvider, PublicJwk, Verifier
 from entrypoints.be2 import _routes, create_app
-from entrypoints.container import Container, build_container
+from entrypoints.container import REVIEW_CACHE_TTL_SECONDS, Container, build_container
 from entrypoints.metrics import ValidationMetrics
 from entrypoints.middleware import (
     BearerAuthenticationMiddleware,
@@ -34,6 +35,7 @@ from entrypoints.middleware import (
     require_subjects,
 )
 from entrypoints.settings import Settings
+from tests.helpers import write_foreign_ca
 
 ALLOWED = "system:serviceaccount:default:be-sa"
 ISSUER = "https://kubernetes.default.svc.cluster.local"
@@ -559,3 +561,17 @@ def test_domain_errors_all_map_to_401_403_or_503() -> None:
     assert {statuses.pop(r) for r in unavailable} == {503}
     assert set(statuses.values()) == {401}
     assert issubclass(UnknownKey, AuthError)
+
+
+def test_tokenreview_answers_are_kept_by_the_verified_cache(tmp_path: Path) -> None:
+    from adapters.token_review import TokenReviewVerifier
+    from adapters.verified_cache import CachingVerifier
+
+    ca_file = str(write_foreign_ca(tmp_path / "ca.crt"))
+    container = build_container(Settings(verifier="tokenreview", ca_file=ca_file))
+    verifier = container.verifier()
+    # The one token cache of the project, in front of TokenReview (a revocation shows within
+    # its TTL); the bare TokenReviewVerifier asks on every call.
+    assert isinstance(verifier, CachingVerifier)
+    assert isinstance(verifier._inner, TokenReviewVerifier)
+    assert verifier._ttl == REVIEW_CACHE_TTL_SECONDS

@@ -9,7 +9,7 @@ import pytest
 
 from domain.policy import SubjectPolicy
 from entrypoints.settings import (
-    DEFAULTS,
+    VARIABLES,
     Settings,
     SettingsError,
     check_service_files,
@@ -42,7 +42,7 @@ def test_defaults_are_the_spec_table() -> None:
 
 
 def test_empty_values_mean_the_default() -> None:
-    assert load_settings(dict.fromkeys(DEFAULTS, "  ")) == Settings()
+    assert load_settings(dict.fromkeys(VARIABLES, "  ")) == Settings()
 
 
 def test_comma_lists_are_parsed_trimmed_and_deduplicated() -> None:
