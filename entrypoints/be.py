@@ -18,7 +18,7 @@ from domain.claims import decode_claims
 from domain.errors import AuthError, Malformed, TokenUnavailable
 from domain.jws import parse_compact
 from domain.ports import TokenSource
-from entrypoints.container import Container
+from entrypoints.container import Container, close_all
 from entrypoints.metrics import LabeledCounter, Registry
 from entrypoints.middleware import token_unavailable_response
 from entrypoints.settings import Settings
@@ -157,11 +157,7 @@ def _lifespan(container: Container) -> Callable[[Litestar], AbstractAsyncContext
         try:
             yield
         finally:
-            for close in reversed(container.closers()):
-                try:
-                    await close()
-                except Exception as exc:  # shutting down: keep closing the rest
-                    logger.warning("close failed: %s", type(exc).__name__)
+            await close_all(container.closers())
 
     return lifespan
 
@@ -185,8 +181,8 @@ def create_app(container: Container | None = None) -> Litestar:
     calls = LabeledCounter(
         "ksa_be2_calls_total", "Calls to be2's /validate-auth by be2's status.", "status"
     )
-    registry.add(reads)
-    registry.add(calls)
+    registry.add(reads.family)
+    registry.add(calls.family)
     app = assemble(
         service="be",
         description="Holds its pod's service account token; shows it and calls be2 with it.",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Callable, Mapping, Sized
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 import msgspec
 from litestar import HttpMethod, Litestar, MediaType, Request, get, route
@@ -16,8 +16,8 @@ from litestar.types import Receive, Scope, Send
 
 from domain.errors import AuthError, TokenUnavailable
 from domain.identity import Identity
-from domain.ports import KeyProvider, TokenSource
-from entrypoints.container import Container
+from domain.ports import KeyProvider, Lifecycle, TokenSource
+from entrypoints.container import Container, close_all
 from entrypoints.metrics import ValidationMetrics
 from entrypoints.middleware import BearerAuthenticationMiddleware, require_subjects
 from entrypoints.settings import Settings
@@ -80,11 +80,6 @@ _FAILURES = {
     401: ResponseSpec(AuthFailure, description="No, or an invalid, Bearer token"),
     503: ResponseSpec(AuthFailure, description="Keys or TokenReview unavailable; see Retry-After"),
 }
-
-
-@runtime_checkable
-class _Lifecycle(Protocol):
-    async def start(self) -> None: ...
 
 
 def _identity(scope: Scope) -> Identity:
@@ -190,7 +185,7 @@ def _lifespan(
             # Load the keys before the server accepts traffic; if the key server is down, start
             # anyway: /readyz says 503 and requests get keys_unavailable until a refresh works.
             try:
-                if isinstance(key_provider, _Lifecycle):
+                if isinstance(key_provider, Lifecycle):
                     await key_provider.start()
                 else:
                     await key_provider.refresh()
@@ -204,17 +199,9 @@ def _lifespan(
         try:
             yield
         finally:
-            await _close(container.closers())
+            await close_all(container.closers())
 
     return lifespan
-
-
-async def _close(closers: list[Callable[[], Any]]) -> None:
-    for close in reversed(closers):
-        try:
-            await close()
-        except Exception as exc:  # shutting down: log and keep closing the rest
-            logger.warning("close failed: %s", type(exc).__name__)
 
 
 def _counter(obj: object, name: str) -> Callable[[], int]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Awaitable, Callable
 
@@ -26,7 +27,10 @@ __all__ = [
     "Closers",
     "Container",
     "build_container",
+    "close_all",
 ]
+
+logger = logging.getLogger("ksa.container")
 
 Closers = list[Callable[[], Awaitable[None]]]
 """What was actually built and must be closed on shutdown, in creation order."""
@@ -167,3 +171,12 @@ def build_container(settings: Settings) -> Container:
     container.settings.override(providers.Object(settings))
     container.check_dependencies()
     return container
+
+
+async def close_all(closers: Closers) -> None:
+    """Close what the container built, newest first; a failure is logged, the rest still closed."""
+    for close in reversed(closers):
+        try:
+            await close()
+        except Exception as exc:  # shutting down: keep closing the rest
+            logger.warning("close failed: %s", type(exc).__name__)

@@ -201,7 +201,7 @@ def run_decode(args: argparse.Namespace) -> int:
 def run_verify(args: argparse.Namespace) -> int:
     """`ksa-auth verify [TOKEN|-]` with be2's settings: 0 + identity JSON, or 1 + reason code."""
     from entrypoints.be2 import Authenticated
-    from entrypoints.container import build_container
+    from entrypoints.container import build_container, close_all
 
     token = read_token(args.token, sys.stdin)
     try:
@@ -217,8 +217,7 @@ def run_verify(args: argparse.Namespace) -> int:
         try:
             return await verifier.verify(token)
         finally:
-            for close in reversed(container.closers()):
-                await close()
+            await close_all(container.closers())
 
     try:
         identity = asyncio.run(verify())

@@ -77,11 +77,11 @@ def health_routes(readiness: Readiness, registry: Registry) -> list[HTTPRouteHan
 
     @get(
         "/metrics",
-        summary="Prometheus metrics (text exposition 0.0.4)",
+        summary="Prometheus metrics (text exposition)",
         media_type=CONTENT_TYPE,
         sync_to_thread=False,
     )
-    def metrics() -> Response[str]:
+    def metrics() -> Response[bytes]:
         return Response(registry.render(), media_type=CONTENT_TYPE)
 
     return [healthz, readyz, metrics]

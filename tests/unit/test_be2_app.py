@@ -202,7 +202,7 @@ def test_a_stale_token_is_accepted_marked_and_counted(
     assert response.status_code == 200
     assert response.json()["stale"] is True
     assert response.json()["pod"] == "be-1"
-    assert "ksa_stale_tokens_total 1\n" in client.get("/metrics").text
+    assert "ksa_stale_tokens_total 1.0\n" in client.get("/metrics").text
 
 
 # --- 401: the token -------------------------------------------------------------------------
@@ -505,15 +505,15 @@ def test_metrics_count_results_latency_and_cache(
     client.get("/validate-auth", headers=bearer("a.b.c"))
     text = client.get("/metrics").text
     assert client.get("/metrics").headers["content-type"].startswith("text/plain; version=0.0.4")
-    assert 'ksa_validations_total{result="ok"} 3\n' in text
-    assert 'ksa_validations_total{result="missing_token"} 1\n' in text
-    assert 'ksa_validations_total{result="malformed"} 1\n' in text
-    assert "ksa_validation_duration_seconds_count 5\n" in text
-    assert 'ksa_validation_duration_seconds_bucket{le="+Inf"} 5\n' in text
-    assert "ksa_stale_tokens_total 0\n" in text
+    assert 'ksa_validations_total{result="ok"} 3.0\n' in text
+    assert 'ksa_validations_total{result="missing_token"} 1.0\n' in text
+    assert 'ksa_validations_total{result="malformed"} 1.0\n' in text
+    assert "ksa_validation_duration_seconds_count 5.0\n" in text
+    assert 'ksa_validation_duration_seconds_bucket{le="+Inf"} 5.0\n' in text
+    assert "ksa_stale_tokens_total 0.0\n" in text
     assert "# TYPE ksa_jwks_fetches_total counter" in text
-    hits = int(re.search(r"^ksa_verified_cache_hits_total (\d+)$", text, re.M).group(1))  # type: ignore[union-attr]
-    misses = int(re.search(r"^ksa_verified_cache_misses_total (\d+)$", text, re.M).group(1))  # type: ignore[union-attr]
+    hits = float(re.search(r"^ksa_verified_cache_hits_total (\S+)$", text, re.M).group(1))  # type: ignore[union-attr]
+    misses = float(re.search(r"^ksa_verified_cache_misses_total (\S+)$", text, re.M).group(1))  # type: ignore[union-attr]
     assert (hits, misses) == (2, 2)  # "a.b.c" reached the verifier: a miss, never cached
 
 

@@ -193,7 +193,7 @@ def test_be_health_ready_metrics_and_schema(client: TestClient[Litestar]) -> Non
     client.get("/get-jwt")
     client.get("/call-be2")
     text = client.get("/metrics").text
-    assert 'ksa_token_reads_total{outcome="ok"} 2\n' in text
-    assert 'ksa_be2_calls_total{status="200"} 1\n' in text
+    assert 'ksa_token_reads_total{outcome="ok"} 2.0\n' in text
+    assert 'ksa_be2_calls_total{status="200"} 1.0\n' in text
     schema = client.get("/schema/openapi.json").json()
     assert {"/get-jwt", "/call-be2", "/healthz", "/readyz", "/metrics"} <= set(schema["paths"])

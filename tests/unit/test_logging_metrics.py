@@ -8,9 +8,10 @@ import logging
 from collections.abc import Iterator
 
 import pytest
+from prometheus_client.core import Metric
 
 from entrypoints.logs import configure_logging, scrub
-from entrypoints.metrics import Counter, Histogram, LabeledCounter, Registry, SourcedLabeledCounter
+from entrypoints.metrics import Histogram, LabeledCounter, Registry, counter_family
 from tests.unit.test_seed_token import SEED_TOKEN
 
 
@@ -83,36 +84,35 @@ def test_text_format(stderr: io.StringIO) -> None:
 
 def test_prometheus_text_exposition() -> None:
     registry = Registry()
-    counter = Counter("a_total", "A counter.")
     labeled = LabeledCounter("b_total", "By result.", "result", initial=("ok",))
     histogram = Histogram("c_seconds", "Latency.", buckets=(0.1, 1.0))
-    sourced = SourcedLabeledCounter("d_total", "From an adapter.", "outcome", lambda: {"ok": 2})
-    for metric in (counter, labeled, histogram, sourced):
-        registry.add(metric)
-    counter.inc()
+    registry.add(lambda: counter_family("a_total", "A counter.", 1))
+    registry.add(labeled.family)
+    registry.add(histogram.family)
+    registry.add(lambda: counter_family("d_total", "From an adapter.", {"ok": 2}, "outcome"))
     labeled.inc('we"ird\\')
     histogram.observe(0.05)
     histogram.observe(0.5)
     histogram.observe(5.0)
-    assert registry.render() == (
-        "# HELP a_total A counter.\n# TYPE a_total counter\na_total 1\n"
+    assert registry.render().decode() == (
+        "# HELP a_total A counter.\n# TYPE a_total counter\na_total 1.0\n"
         "# HELP b_total By result.\n# TYPE b_total counter\n"
-        'b_total{result="ok"} 0\nb_total{result="we\\"ird\\\\"} 1\n'
+        'b_total{result="ok"} 0.0\nb_total{result="we\\"ird\\\\"} 1.0\n'
         "# HELP c_seconds Latency.\n# TYPE c_seconds histogram\n"
-        'c_seconds_bucket{le="0.1"} 1\nc_seconds_bucket{le="1"} 2\n'
-        'c_seconds_bucket{le="+Inf"} 3\nc_seconds_sum 5.55\nc_seconds_count 3\n'
-        '# HELP d_total From an adapter.\n# TYPE d_total counter\nd_total{outcome="ok"} 2\n'
+        'c_seconds_bucket{le="0.1"} 1.0\nc_seconds_bucket{le="1.0"} 2.0\n'
+        'c_seconds_bucket{le="+Inf"} 3.0\nc_seconds_count 3.0\nc_seconds_sum 5.55\n'
+        '# HELP d_total From an adapter.\n# TYPE d_total counter\nd_total{outcome="ok"} 2.0\n'
     )
 
 
 def test_a_failing_source_does_not_break_the_scrape() -> None:
-    def broken() -> dict[str, int]:
+    def broken() -> Metric:
         raise RuntimeError("adapter gone")
 
     registry = Registry()
-    registry.add(SourcedLabeledCounter("x_total", "Broken.", "outcome", broken))
-    registry.add(Counter("y_total", "Fine."))
-    assert registry.render() == "# HELP y_total Fine.\n# TYPE y_total counter\ny_total 0\n"
+    registry.add(broken)
+    registry.add(lambda: counter_family("y_total", "Fine.", 0))
+    assert registry.render() == b"# HELP y_total Fine.\n# TYPE y_total counter\ny_total 0.0\n"
 
 
 @pytest.mark.parametrize(
