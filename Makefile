@@ -52,7 +52,7 @@ unit: $(STAMP) $(NEWMAN)
 
 test: lint typecheck imports unit
 
-# Issue 7, not part of `make test`: micro, HTTP and memory figures against the floor, a Litestar
+# Not part of `make test`: micro, HTTP and memory figures against the floor, a Litestar
 # hello-world and the seed's approach, as one table (docs/PERFORMANCE.md). Load from wrk when it
 # is installed (Debian: apt-get install wrk), else a bounded Python generator. Exits 1 when a
 # target is missed.

@@ -35,7 +35,7 @@ BE2_TOTAL_SECONDS = 6.0
 
 
 class TokenView(msgspec.Struct, frozen=True):
-    """be's own token and what it says about itself (SPEC §4 /get-jwt), UNVERIFIED."""
+    """be's own token and what it says about itself (/get-jwt), UNVERIFIED."""
 
     token: str
     subject: str
@@ -44,7 +44,7 @@ class TokenView(msgspec.Struct, frozen=True):
 
 
 class Be2Answer(msgspec.Struct, frozen=True, omit_defaults=True):
-    """What be2 answered to `GET /validate-auth` with be's token (SPEC §4 /call-be2)."""
+    """What be2 answered to `GET /validate-auth` with be's token (/call-be2)."""
 
     be2_status: int
     be2: Any
@@ -163,7 +163,7 @@ def _lifespan(container: Container) -> Callable[[Litestar], AbstractAsyncContext
 
 
 def create_app(container: Container | None = None) -> Litestar:
-    """The be ASGI app. Without a container, settings come from the environment (SPEC §3).
+    """The be ASGI app. Without a container, settings come from the environment.
 
     Raises:
         SettingsError: a bad setting (one line naming it).

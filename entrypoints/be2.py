@@ -29,7 +29,7 @@ logger = logging.getLogger("ksa.be2")
 
 
 class Authenticated(msgspec.Struct, frozen=True, kw_only=True):
-    """The verified caller (SPEC §4 /validate-auth)."""
+    """The verified caller, as /validate-auth answers."""
 
     authenticated: bool = True
     subject: str
@@ -46,19 +46,8 @@ class Authenticated(msgspec.Struct, frozen=True, kw_only=True):
 
     @classmethod
     def of(cls, identity: Identity) -> Authenticated:
-        return cls(
-            subject=identity.subject,
-            namespace=identity.namespace,
-            service_account=identity.service_account,
-            service_account_uid=identity.service_account_uid,
-            pod=identity.pod,
-            pod_uid=identity.pod_uid,
-            node=identity.node,
-            issuer=identity.issuer,
-            audiences=identity.audiences,
-            expires_at=identity.expires_at,
-            stale=identity.stale,
-        )
+        shown = (field for field in cls.__struct_fields__ if field != "authenticated")
+        return cls(**{field: getattr(identity, field) for field in shown})
 
 
 class Protected(msgspec.Struct, frozen=True):
@@ -69,7 +58,7 @@ class Protected(msgspec.Struct, frozen=True):
 
 
 class AuthFailure(msgspec.Struct, frozen=True):
-    """401/403/503 body (SPEC §4): `reason` is a stable code, `detail` human text."""
+    """401/403/503 body: `reason` is a stable code, `detail` human text."""
 
     authenticated: bool
     reason: str
@@ -93,12 +82,10 @@ class _CallerAnswer:
     """/validate-auth's 200: an ASGI app answering with the caller the middleware verified
     (`scope["user"]`, which is `request.user`) as `Authenticated` JSON.
 
-    Litestar passes an ASGI app returned by a handler straight through (the handler's return
-    annotation is async-callable), so the handler needs no Request parameter and the answer no
-    Response, header container or encode per request (issue 7): the verified cache hands back
-    the same Identity object for the same token, and its body is encoded once. Keyed by object
-    identity; each entry keeps its Identity alive, so an id is not reused while its entry
-    exists. Bounded: when full, it starts over.
+    Litestar passes an ASGI app returned by a handler straight through, so no Request, Response
+    or encoding is built per request: the verified cache hands back the same Identity object
+    for the same token, and its body is encoded once. Keyed by object identity (each entry keeps
+    its Identity alive, so the id is not reused); bounded: when full, it starts over.
     """
 
     __slots__ = ("answers", "max_entries")
@@ -228,7 +215,7 @@ def _outcomes(obj: object) -> Callable[[], Mapping[str, int]]:
 
 
 def create_app(container: Container | None = None) -> Litestar:
-    """The be2 ASGI app. Without a container, settings come from the environment (SPEC §3).
+    """The be2 ASGI app. Without a container, settings come from the environment.
 
     Raises:
         SettingsError: a bad setting, or a file be2 cannot work without (one line).

@@ -45,8 +45,8 @@ _JWT = re.compile(r"eyJ[A-Za-z0-9_-]{2,}\.[A-Za-z0-9_-]{2,}\.[A-Za-z0-9_-]*")
 _BEARER = re.compile(r"(?i)\b(bearer)(\s+|%20|\+)[A-Za-z0-9._~+/=-]{16,}")
 _AUTHORIZATION = re.compile(r"(?i)(authorization['\"]?\s*[:=,]\s*(?:b?['\"])?)[^'\"\r\n]+")
 
-# One encoder for every line: json.dumps builds a new C encoder per call, ~7 us of an access
-# line (issue 7). Whatever is not JSON (an exception object in `extra`, say) is written as str.
+# One encoder for every line (json.dumps builds one per call). Whatever is not JSON (an
+# exception object in `extra`, say) is written as str.
 _ENCODER = msgspec.json.Encoder(enc_hook=str)
 
 
@@ -69,9 +69,8 @@ _STANDARD_ATTRIBUTES = frozenset(logging.makeLogRecord({}).__dict__) | {
 
 def scrub(text: str) -> str:
     """Replace anything shaped like a JWT, a Bearer credential or an Authorization value."""
-    # Each pattern needs its literal ("eyJ", "bearer", "authorization"); most strings have none,
-    # and `in` tests cost far less than three regex passes (every access line, issue 7). Under
-    # re.IGNORECASE a dotless "\u0131" also matches "i", which str.lower() leaves as it is.
+    # Each pattern needs its literal ("eyJ", "bearer", "authorization"); most strings have none.
+    # Under re.IGNORECASE a dotless "\u0131" also matches "i", which str.lower() leaves as it is.
     lowered = text.lower()
     if not ("eyj" in lowered or "bearer" in lowered or "authorization" in lowered) and (
         "\u0131" not in lowered
@@ -148,8 +147,7 @@ class RequestLog:
         started = time.perf_counter()
 
         def capture(message: Message) -> Awaitable[None]:
-            # A plain function handing back send's awaitable: an `async def` here would add a
-            # coroutine per message on every request (issue 7).
+            # A plain function handing back send's awaitable: no coroutine per message.
             nonlocal status
             if message.get("type") == "http.response.start":
                 status = int(message.get("status", 0))
@@ -202,18 +200,6 @@ class AccessFields(msgspec.Struct, frozen=True, kw_only=True):
         return _scrub_memo(f"{self.method} {self.path} {self.status}")
 
 
-# Every standard LogRecord attribute, as LogRecord.__init__ would set them for an access line
-# (no caller, thread or process: configure_logging turns those off). Copying this dict is what
-# `_log_access` does instead of Logger.info's makeRecord and LogRecord.__init__, which were
-# more than half of an access line's cost (issue 7: be2 at 46 % of a hello-world's req/s with
-# the line, 100 % without).
-_LOGGING_START: float = getattr(logging, "_startTime", time.time())
-# Marks a record whose message and fields are scrubbed already ("_": never printed).
-_SCRUBBED = "_ksa_scrubbed"
-_ACCESS_TEMPLATE = logging.makeLogRecord(
-    {"levelno": logging.INFO, "levelname": logging.getLevelName(logging.INFO)}
-).__dict__
-
 # The encoded middle of recent access lines (`"level":...,"reason":...`), by logger and fields:
 # a caller that reuses its token gets the same one on every request. Bounded: when full, it
 # starts over.
@@ -237,39 +223,15 @@ def _access_json(created: float, logger_name: str, fields: AccessFields, latency
 
 
 def _log_access(logger: logging.Logger, fields: AccessFields, latency_ms: float) -> None:
-    """`logger.info("%s %s %s", method, path, status, extra=<fields, latency_ms>)` for a caller
-    that checked isEnabledFor(INFO): the same line through the same filters and handlers, built
-    without the generic path."""
-    if logger.disabled:
-        return
-    now = time.time()
+    """Log one access line, scrubbed before any handler sees it: straight into the batch when
+    configure_logging's JSON handler is its only destination, else through `logger.info`."""
     direct = _direct_json_handler(logger)
     if direct is not None:
-        direct.write_access(now, logger.name, fields, latency_ms)
+        direct.write_access(time.time(), logger.name, fields, latency_ms)
         return
     scrubbed = fields.scrubbed()
-    attributes = _ACCESS_TEMPLATE.copy()
-    attributes.update(msgspec.structs.asdict(scrubbed), latency_ms=latency_ms)
-    attributes.update(
-        name=logger.name,
-        msg=scrubbed.message(),
-        args=None,
-        created=now,
-        msecs=int((now - int(now)) * 1000) + 0.0,
-        relativeCreated=(now - _LOGGING_START) * 1000,
-    )
-    attributes[_SCRUBBED] = True
-    record = logging.LogRecord.__new__(logging.LogRecord)
-    record.__dict__.update(attributes)
-    if logger.filters and not logger.filter(record):
-        return
-    # Logger.callHandlers, without its last-resort handler (configure_logging installs one).
-    current: logging.Logger | None = logger
-    while current is not None:
-        for handler in current.handlers:
-            if record.levelno >= handler.level:
-                handler.handle(record)
-        current = current.parent if current.propagate else None
+    extra = {**msgspec.structs.asdict(scrubbed), "latency_ms": latency_ms}
+    logger.info("%s", scrubbed.message(), extra=extra)
 
 
 # The handler configure_logging installed, while it writes JSON; None otherwise.
@@ -305,8 +267,6 @@ class _ScrubFilter(logging.Filter):
     """Scrub every record of every logger (ours, litestar's, the server's) before it is written."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.__dict__.get(_SCRUBBED) is True:
-            return True  # an access line: `_log_access` scrubbed its message and fields
         try:
             message = record.getMessage()
         except Exception:  # a bad %-format in someone's log call must not lose the line
@@ -338,13 +298,8 @@ os.register_at_fork(after_in_child=_count_fork)
 class BatchingStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
     """A StreamHandler that writes lines in batches: at most `max_delay` seconds late, at once
     for WARNING and above (with everything before them, in order), and whenever about
-    `max_bytes` are waiting.
-
-    One write per request costs more than its bytes: a write releases the GIL, and the server's
-    own threads (granian's runtime, uvicorn's loop helpers) take it, so the request thread waits
-    to get it back. Batching measured +22 % (granian) and +30 % (uvicorn) be2 req/s (issue 7).
-    Access lines are queued as their fields and formatted when the batch is written: one tight
-    loop over a batch costs less than formatting between requests (issue 7).
+    `max_bytes` are waiting. A write per request would hand the GIL to the server's own threads
+    on every request; access lines are queued as fields and formatted when the batch is written.
     """
 
     # What an access line is counted as towards max_bytes before it is formatted.
@@ -487,7 +442,7 @@ def configure_logging(
     """Send every logger to stderr (or `stream`) through the scrubber, in the chosen format
     (process-wide)."""
     # The logging HOWTO, "Optimization": neither format prints the thread, the process or the
-    # caller's file and line, so do not collect them for every record (one a request, issue 7).
+    # caller's file and line, so do not collect them for every record.
     logging.logThreads = False
     logging.logProcesses = False
     logging.logMultiprocessing = False

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
-import binascii
 import json
 import os
 import sys
@@ -15,12 +13,13 @@ from typing import Any, TextIO
 
 import msgspec
 
-from domain.claims import JWT_MAX_BYTES, Claims, decode_claims, decode_header
+from domain.claims import JWT_MAX_BYTES, Claims, decode_claims
 from domain.errors import AuthError, Malformed
+from domain.jws import parse_compact, peek
 from domain.rules import split_subject
 from entrypoints.settings import SettingsError, check_service_files, load_settings
 
-__all__ = ["parse_token", "read_token", "render_decode", "run_decode", "run_verify"]
+__all__ = ["read_token", "render_decode", "run_decode", "run_verify"]
 
 
 def read_token(argument: str, stdin: TextIO) -> str:
@@ -30,38 +29,6 @@ def read_token(argument: str, stdin: TextIO) -> str:
     if text[:7].lower() == "bearer ":
         text = text[7:].strip()
     return text
-
-
-def _segment(data: str, what: str) -> bytes:
-    try:
-        return base64.urlsafe_b64decode(data + "=" * (-len(data) % 4))
-    except (binascii.Error, ValueError):
-        raise Malformed(f"the {what} is not base64url") from None
-
-
-def parse_token(token: str) -> tuple[dict[str, Any], dict[str, Any], int]:
-    """(header, claims, signature length) of a compact JWS, without verifying anything.
-
-    Raises:
-        Malformed: not three base64url segments of JSON objects.
-    """
-    if not token:
-        raise Malformed("no token given")
-    if len(token) > JWT_MAX_BYTES:
-        raise Malformed(f"the token is longer than {JWT_MAX_BYTES} bytes")
-    parts = token.split(".")
-    if len(parts) != 3:
-        raise Malformed(f"a JWT has 3 dot-separated segments, this has {len(parts)}")
-    header_raw, payload_raw = _segment(parts[0], "header"), _segment(parts[1], "payload")
-    signature = _segment(parts[2], "signature")
-    try:
-        header = json.loads(header_raw)
-        claims = json.loads(payload_raw)
-    except (ValueError, RecursionError):
-        raise Malformed("the header or payload is not JSON") from None
-    if not isinstance(header, dict) or not isinstance(claims, dict):
-        raise Malformed("the header and payload must be JSON objects")
-    return header, claims, len(signature)
 
 
 def _utc(seconds: float) -> str:
@@ -100,23 +67,23 @@ def render_decode(token: str, now: float) -> str:
     Raises:
         Malformed: the token cannot be read at all.
     """
-    header, raw_claims, signature_bytes = parse_token(token)
+    if not token:
+        raise Malformed("no token given")
+    raw = peek(token)
     lines = [
         "UNVERIFIED: nothing below is trusted; the signature was not checked "
         "(`ksa-auth verify` checks it).",
         "",
         "Header (UNVERIFIED):",
-        _json(header),
-        f"Signature: {signature_bytes} bytes (not shown, not verified)",
+        _json(raw.header),
+        f"Signature: {len(raw.signature)} bytes (not shown, not verified)",
         "",
         "Claims (UNVERIFIED):",
-        _json(raw_claims),
+        _json(raw.claims),
         "",
     ]
-    payload = token.split(".")[1]
     try:
-        decode_header(_segment(token.split(".")[0], "header"))
-        claims = decode_claims(_segment(payload, "payload"))
+        claims = decode_claims(parse_compact(token).payload)
     except Malformed as exc:
         lines.append(f"Not a Kubernetes service account token: {exc.detail}")
         return "\n".join(lines) + "\n"

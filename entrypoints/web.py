@@ -38,7 +38,7 @@ Readiness = Callable[[], tuple[bool, dict[str, Any]]]
 
 
 def container_from_environment(service: Literal["be", "be2"]) -> Container:
-    """Settings from the environment (SPEC §3), logging configured, files checked, adapters wired.
+    """Settings from the environment, logging configured, files checked, adapters wired.
 
     Raises:
         SettingsError: a bad setting, or a file the service cannot work without (one line).

@@ -1,4 +1,4 @@
-"""The points of issue 6 as checks over rendered manifests; each returns the problems it finds."""
+"""The deployment policy as checks over rendered manifests; each returns the problems it finds."""
 
 from __future__ import annotations
 
@@ -226,7 +226,7 @@ def _image_problems(image: str) -> list[str]:
 
 def _settings_problems(spec: Mapping[str, Any]) -> list[str]:
     env = literal_env(spec)
-    problems = [f"env {name} is not a SPEC §3 setting" for name in env if name not in VARIABLES]
+    problems = [f"env {name} is not a ksa-auth setting" for name in env if name not in VARIABLES]
     settings = settings_of(spec)
     if isinstance(settings, str):
         problems.append(f"the service would not start: {settings}")

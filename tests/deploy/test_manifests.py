@@ -1,4 +1,4 @@
-"""Every overlay renders with kustomize, passes strict Kubernetes schemas, and meets issue 6."""
+"""Every overlay renders with kustomize, passes strict schemas, and meets the deployment policy."""
 
 from __future__ import annotations
 

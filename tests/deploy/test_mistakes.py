@@ -284,7 +284,7 @@ CASES: list[tuple[str, str, Mutation, str]] = [
         "hardened",
         "env-typo",
         lambda d: set_env(d, "be2", "KSA_AUDIENCE", "be2"),
-        "env KSA_AUDIENCE is not a SPEC §3 setting",
+        "env KSA_AUDIENCE is not a ksa-auth setting",
     ),
     (
         "hardened",

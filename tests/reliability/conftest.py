@@ -22,7 +22,7 @@ from tests.reliability.services import Service, be2_environment, start_service
 
 @dataclass
 class Tally:
-    """What the reliability suites did, reported at the end of the run (issue 8's counts)."""
+    """What the reliability suites did, reported at the end of the run."""
 
     counts: Counter[str] = field(default_factory=Counter)
     log_files: set[Path] = field(default_factory=set)
@@ -48,7 +48,7 @@ def ledger() -> SecretLedger:
 def pytest_terminal_summary(terminalreporter: Any) -> None:
     if not _TALLY.counts:
         return
-    terminalreporter.section("reliability counts (issue 8)")
+    terminalreporter.section("reliability counts")
     for what, count in sorted(_TALLY.counts.items()):
         terminalreporter.write_line(f"{what:<40} {count}")
     terminalreporter.write_line(f"{'log files scanned':<40} {len(_TALLY.log_files)}")

@@ -1,4 +1,4 @@
-"""The hostile-token matrix: each input with the status and reason be2 must answer (SPEC §4)."""
+"""The hostile-token matrix: each input with the status and reason be2 must answer."""
 
 from __future__ import annotations
 
@@ -181,7 +181,7 @@ class _Cases:
 
 
 def hostile_cases(ctx: HostileContext) -> list[HostileCase]:
-    """Every hostile input of issue 8, each with the answer SPEC §4 demands.
+    """Every hostile input, each with the answer the HTTP API demands.
 
     Cases that need a good signature over arbitrary bytes are only built when `ctx.trusted`
     holds the private key be2 trusts.

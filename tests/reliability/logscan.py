@@ -28,7 +28,7 @@ class SecretLedger:
     """Fingerprints of tokens that must never show up in a log line.
 
     A token is caught by its signature segment: any line holding the whole token holds it too,
-    and a signature alone is enough to replay nothing but still must not leak (SPEC §4). A token
+    and a signature alone is enough to replay nothing but still must not leak. A token
     with no signature (alg none) is caught by its payload segment. Fingerprints are maximal
     base64url runs, so the scan is one regex pass per log plus set lookups, whatever the count.
     """

@@ -1,4 +1,4 @@
-"""Hostile tokens over HTTP against real be2 processes: each gets its SPEC §4 status and reason."""
+"""Hostile tokens over HTTP against real be2 processes: each gets its status and reason."""
 
 from __future__ import annotations
 

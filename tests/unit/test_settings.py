@@ -1,4 +1,4 @@
-"""Settings: SPEC §3 defaults, parsing, and one line naming the variable for every bad value."""
+"""Settings: defaults, parsing, and one line naming the variable for every bad value."""
 
 from __future__ import annotations
 
