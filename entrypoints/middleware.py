@@ -184,46 +184,52 @@ def _quoted(text: str) -> str:
     return _UNSAFE_IN_QUOTED.sub("?", text)[:200]
 
 
+def _answer(
+    request: Request[Any, Any, Any],
+    status: int,
+    body: dict[str, Any],
+    reason: str,
+    headers: dict[str, str] | None = None,
+) -> Response[Any]:
+    """An error answer that is never cached, with its outcome noted for the access line."""
+    record = record_of(request.scope)
+    if record is not None:
+        record.outcome = _OUTCOMES.get(status, "unavailable")
+        record.reason = reason
+    if status == 503:
+        headers = {**(headers or {}), "Retry-After": str(RETRY_AFTER_SECONDS)}
+    return Response(
+        body, status_code=status, headers={"Cache-Control": "no-store", **(headers or {})}
+    )
+
+
+_OUTCOMES = {401: "rejected", 403: "forbidden"}
+
+
 def auth_error_response(request: Request[Any, Any, Any], exc: AuthError) -> Response[Any]:
     """The one place a domain error becomes an HTTP answer."""
     status = status_for(exc)
     detail = scrub(exc.detail)
-    headers: dict[str, str] = {"Cache-Control": "no-store"}
+    headers: dict[str, str] = {}
     if status == 401:
         challenge = f'Bearer realm="{REALM}"'
         # RFC 6750 §3.1: no error code when the request carried no Bearer credentials at all.
         if not isinstance(exc, MissingToken):
             challenge += f', error="invalid_token", error_description="{_quoted(detail)}"'
         headers["WWW-Authenticate"] = challenge
-    elif status == 503:
-        headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+    user = request.scope.get("user")
     record = record_of(request.scope)
-    if record is not None:
-        record.outcome = (
-            "forbidden" if status == 403 else "rejected" if status == 401 else "unavailable"
-        )
-        record.reason = exc.reason
-        if status == 403:
-            user = request.scope.get("user")
-            if isinstance(user, Identity):
-                record.subject = user.subject
+    if status == 403 and record is not None and isinstance(user, Identity):
+        record.subject = user.subject
     body = {"authenticated": status == 403, "reason": exc.reason, "detail": detail}
-    return Response(body, status_code=status, headers=headers)
+    return _answer(request, status, body, exc.reason, headers)
 
 
 def token_unavailable_response(
     request: Request[Any, Any, Any], exc: TokenUnavailable
 ) -> Response[Any]:
     """be's answer when its own token cannot be read: 503 token_unavailable."""
-    record = record_of(request.scope)
-    if record is not None:
-        record.outcome = "unavailable"
-        record.reason = exc.reason
-    return Response(
-        {"error": exc.reason, "detail": scrub(exc.detail)},
-        status_code=503,
-        headers={"Retry-After": str(RETRY_AFTER_SECONDS), "Cache-Control": "no-store"},
-    )
+    return _answer(request, 503, {"error": exc.reason, "detail": scrub(exc.detail)}, exc.reason)
 
 
 def _http_exception_response(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
@@ -236,18 +242,9 @@ def _unexpected_response(request: Request[Any, Any, Any], exc: Exception) -> Res
     # Never a 500: whatever broke is ours, so the caller is told to retry, and the log (scrubbed)
     # says what broke.
     _log_unexpected("request failed", request.scope, exc)
-    record = record_of(request.scope)
-    if record is not None:
-        record.outcome = "unavailable"
-        record.reason = InternalError.reason
-    return Response(
-        {
-            "reason": InternalError.reason,
-            "detail": "the service could not answer this request; try again later",
-        },
-        status_code=503,
-        headers={"Retry-After": str(RETRY_AFTER_SECONDS), "Cache-Control": "no-store"},
-    )
+    detail = "the service could not answer this request; try again later"
+    body = {"reason": InternalError.reason, "detail": detail}
+    return _answer(request, 503, body, InternalError.reason)
 
 
 def _log_unexpected(what: str, scope: Scope, exc: BaseException) -> None:
