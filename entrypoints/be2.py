@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable, Mapping, Sized
+from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
@@ -191,29 +191,6 @@ def _lifespan(
     return lifespan
 
 
-def _counter(obj: object, name: str) -> Callable[[], int]:
-    def read() -> int:
-        value = getattr(obj, name, 0)
-        return value if isinstance(value, int) else 0
-
-    return read
-
-
-def _size(obj: object) -> Callable[[], int]:
-    def read() -> int:
-        return len(obj) if isinstance(obj, Sized) else 0
-
-    return read
-
-
-def _outcomes(obj: object) -> Callable[[], Mapping[str, int]]:
-    def read() -> Mapping[str, int]:
-        value = getattr(obj, "fetch_outcomes", None)
-        return value if isinstance(value, Mapping) else {}
-
-    return read
-
-
 def create_app(container: Container | None = None) -> Litestar:
     """The be2 ASGI app. Without a container, settings come from the environment.
 
@@ -229,12 +206,7 @@ def create_app(container: Container | None = None) -> Litestar:
     key_provider: KeyProvider | None = (
         container.key_provider() if settings.verifier == "jwks" else None
     )
-    metrics = ValidationMetrics(
-        jwks_fetches=_outcomes(key_provider),
-        cache_hits=_counter(verifier, "hits"),
-        cache_misses=_counter(verifier, "misses"),
-        cache_entries=_size(verifier),
-    )
+    metrics = ValidationMetrics(verifier, key_provider)
     token_source = container.token_source()
     return assemble(
         service="be2",

@@ -15,6 +15,10 @@ from prometheus_client.core import (
     Metric,
 )
 
+from adapters.cluster_jwks import ClusterJwksKeyProvider
+from adapters.verified_cache import CachingVerifier
+from domain.ports import KeyProvider, Verifier
+
 __all__ = [
     "CONTENT_TYPE",
     "Histogram",
@@ -123,18 +127,12 @@ class Registry:
 
 
 class ValidationMetrics:
-    """be2's series: validations by result, their latency, stale tokens, and adapter counters."""
+    """be2's series: validations by result, their latency, stale tokens, and what the
+    verified cache and the cluster key provider count themselves."""
 
     __slots__ = ("latency", "registry", "stale_tokens", "validations")
 
-    def __init__(
-        self,
-        *,
-        jwks_fetches: Callable[[], Mapping[str, int]],
-        cache_hits: Callable[[], int],
-        cache_misses: Callable[[], int],
-        cache_entries: Callable[[], int] | None = None,
-    ) -> None:
+    def __init__(self, verifier: Verifier, key_provider: KeyProvider | None = None) -> None:
         self.validations = LabeledCounter(
             "ksa_validations_total",
             "Bearer token validations by result (ok or the reason code).",
@@ -148,38 +146,45 @@ class ValidationMetrics:
         # caller's kubelet is not refreshing it (or the caller keeps an old copy).
         self.stale_tokens = 0
         self.registry = Registry()
-        for family in (
-            self.validations.family,
-            self.latency.family,
+        self.registry.add(self.validations.family)
+        self.registry.add(self.latency.family)
+        self.registry.add(
             lambda: counter_family(
                 "ksa_stale_tokens_total",
                 "Accepted tokens past their kubernetes.io warnafter.",
                 self.stale_tokens,
-            ),
+            )
+        )
+        cluster = key_provider if isinstance(key_provider, ClusterJwksKeyProvider) else None
+        self.registry.add(
             lambda: counter_family(
                 "ksa_jwks_fetches_total",
                 "Discovery/JWKS fetches by outcome (from the key provider).",
-                jwks_fetches(),
+                dict(cluster.fetch_outcomes) if cluster else {},
                 "outcome",
-            ),
+            )
+        )
+        cache = verifier if isinstance(verifier, CachingVerifier) else None
+        self.registry.add(
             lambda: counter_family(
                 "ksa_verified_cache_hits_total",
                 "Tokens answered from the verified cache.",
-                cache_hits(),
-            ),
+                cache.hits if cache else 0,
+            )
+        )
+        self.registry.add(
             lambda: counter_family(
                 "ksa_verified_cache_misses_total",
                 "Tokens verified in full (cache miss).",
-                cache_misses(),
-            ),
-        ):
-            self.registry.add(family)
-        if cache_entries is not None:
+                cache.misses if cache else 0,
+            )
+        )
+        if cache is not None:
             self.registry.add(
                 lambda: GaugeMetricFamily(
                     "ksa_verified_cache_entries",
                     "Verified tokens held in the cache now.",
-                    value=cache_entries(),
+                    value=len(cache),
                 )
             )
 

@@ -370,7 +370,7 @@ def test_require_subjects_guards_any_route(keyset: FakeKeySet) -> None:
         return {"open": "yes"}
 
     verifier = JoseVerifier(keyset, Expectations.of([ISSUER], [ISSUER]))
-    metrics = ValidationMetrics(jwks_fetches=dict, cache_hits=lambda: 0, cache_misses=lambda: 0)
+    metrics = ValidationMetrics(verifier)
     app = Litestar(
         [reports, open_route],
         middleware=[
