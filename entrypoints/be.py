@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
@@ -18,11 +17,11 @@ from domain.claims import decode_claims
 from domain.errors import AuthError, Malformed, TokenUnavailable
 from domain.jws import parse_compact
 from domain.ports import TokenSource
-from entrypoints.container import Container, close_all
+from entrypoints.container import Container
 from entrypoints.metrics import LabeledCounter, Registry
 from entrypoints.middleware import token_unavailable_response
 from entrypoints.settings import Settings
-from entrypoints.web import assemble, container_from_environment, health_routes
+from entrypoints.web import assemble, container_from_environment, health_routes, lifespan
 
 __all__ = ["Be2Answer", "TokenView", "create_app"]
 
@@ -144,9 +143,8 @@ def _readiness(token_source: TokenSource) -> Callable[[], tuple[bool, dict[str, 
     return readiness
 
 
-def _lifespan(container: Container) -> Callable[[Litestar], AbstractAsyncContextManager[None]]:
-    @asynccontextmanager
-    async def lifespan(_: Litestar) -> AsyncIterator[None]:
+def _starter(container: Container) -> Callable[[], Awaitable[None]]:
+    async def start() -> None:
         # Only a hint in the log: be starts without its token (readyz says 503 until it is there).
         try:
             container.token_source().current_token()
@@ -154,12 +152,8 @@ def _lifespan(container: Container) -> Callable[[Litestar], AbstractAsyncContext
             logger.warning("token not readable at start-up: %s", exc.detail)
         except Exception as exc:
             logger.error("token source failed at start-up: %s", type(exc).__name__)
-        try:
-            yield
-        finally:
-            await close_all(container.closers())
 
-    return lifespan
+    return start
 
 
 def create_app(container: Container | None = None) -> Litestar:
@@ -190,7 +184,7 @@ def create_app(container: Container | None = None) -> Litestar:
             *_routes(settings, token_source, client, calls, reads),
             *health_routes(_readiness(token_source), registry),
         ],
-        lifespan=[_lifespan(container)],
+        lifespan=[lifespan(container, _starter(container))],
         exception_handlers={TokenUnavailable: token_unavailable_response},
     )
     return app

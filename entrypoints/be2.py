@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import msgspec
@@ -17,11 +16,17 @@ from litestar.types import Receive, Scope, Send
 from domain.errors import AuthError, TokenUnavailable
 from domain.identity import Identity
 from domain.ports import KeyProvider, Lifecycle, TokenSource
-from entrypoints.container import Container, close_all
+from entrypoints.container import Container
 from entrypoints.metrics import ValidationMetrics
 from entrypoints.middleware import BearerAuthenticationMiddleware, require_subjects
 from entrypoints.settings import Settings
-from entrypoints.web import BEARER_SCHEME, assemble, container_from_environment, health_routes
+from entrypoints.web import (
+    BEARER_SCHEME,
+    assemble,
+    container_from_environment,
+    health_routes,
+    lifespan,
+)
 
 __all__ = ["AuthFailure", "Authenticated", "Protected", "create_app"]
 
@@ -163,32 +168,26 @@ def _readiness(
     return readiness
 
 
-def _lifespan(
-    key_provider: KeyProvider | None, container: Container
-) -> Callable[[Litestar], AbstractAsyncContextManager[None]]:
-    @asynccontextmanager
-    async def lifespan(_: Litestar) -> AsyncIterator[None]:
-        if key_provider is not None:
-            # Load the keys before the server accepts traffic; if the key server is down, start
-            # anyway: /readyz says 503 and requests get keys_unavailable until a refresh works.
-            try:
-                if isinstance(key_provider, Lifecycle):
-                    await key_provider.start()
-                else:
-                    await key_provider.refresh()
-            except AuthError as exc:
-                logger.warning("keys not loaded at start-up: %s", exc.detail)
-            kids = key_provider.known_kids()
-            if kids:
-                logger.info("keys loaded at start-up", extra={"keys": len(kids)})
-            else:
-                logger.warning("no keys at start-up; /readyz answers 503 until they load")
+def _starter(key_provider: KeyProvider | None) -> Callable[[], Awaitable[None]]:
+    async def start() -> None:
+        if key_provider is None:
+            return
+        # Load the keys before the server accepts traffic; if the key server is down, start
+        # anyway: /readyz says 503 and requests get keys_unavailable until a refresh works.
         try:
-            yield
-        finally:
-            await close_all(container.closers())
+            if isinstance(key_provider, Lifecycle):
+                await key_provider.start()
+            else:
+                await key_provider.refresh()
+        except AuthError as exc:
+            logger.warning("keys not loaded at start-up: %s", exc.detail)
+        kids = key_provider.known_kids()
+        if kids:
+            logger.info("keys loaded at start-up", extra={"keys": len(kids)})
+        else:
+            logger.warning("no keys at start-up; /readyz answers 503 until they load")
 
-    return lifespan
+    return start
 
 
 def create_app(container: Container | None = None) -> Litestar:
@@ -219,5 +218,5 @@ def create_app(container: Container | None = None) -> Litestar:
         middleware=[
             DefineMiddleware(BearerAuthenticationMiddleware, verifier=verifier, metrics=metrics)
         ],
-        lifespan=[_lifespan(key_provider, container)],
+        lifespan=[lifespan(container, _starter(key_provider))],
     )

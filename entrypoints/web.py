@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
-from contextlib import AbstractAsyncContextManager
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any, Literal
 
 import msgspec
@@ -16,7 +16,7 @@ from litestar.openapi.plugins import JsonRenderPlugin, SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 from litestar.types import ExceptionHandlersMap
 
-from entrypoints.container import Container, build_container
+from entrypoints.container import Container, build_container, close_all
 from entrypoints.logs import RequestLog, configure_logging, record_of
 from entrypoints.metrics import CONTENT_TYPE, Registry
 from entrypoints.middleware import RETRY_AFTER_SECONDS
@@ -29,12 +29,29 @@ __all__ = [
     "assemble",
     "container_from_environment",
     "health_routes",
+    "lifespan",
 ]
 
 BEARER_SCHEME = "BearerAuth"
 
 Readiness = Callable[[], tuple[bool, dict[str, Any]]]
 """No I/O beyond a file read: returns (ready, details) for /readyz."""
+
+
+def lifespan(
+    container: Container, start: Callable[[], Awaitable[None]]
+) -> Callable[[Litestar], AbstractAsyncContextManager[None]]:
+    """Run `start` before the app serves, and close what the container built after it stops."""
+
+    @asynccontextmanager
+    async def run(_: Litestar) -> AsyncIterator[None]:
+        await start()
+        try:
+            yield
+        finally:
+            await close_all(container.closers())
+
+    return run
 
 
 def container_from_environment(service: Literal["be", "be2"]) -> Container:
