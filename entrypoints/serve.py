@@ -12,8 +12,7 @@ from entrypoints.settings import SettingsError, check_service_files, load_settin
 
 __all__ = ["DEFAULT_SERVER", "run"]
 
-# Chosen by measurement (`make bench`, docs/PERFORMANCE.md): one granian worker serves be2 at
-# about twice uvicorn's req/s here; `--server uvicorn` stays available.
+# The faster of the two on `make bench` (docs/PERFORMANCE.md); `--server uvicorn` stays available.
 DEFAULT_SERVER = "granian"
 # Requests whose headers exceed this are refused by the server (400) before reaching the app.
 # Larger than a 64 KiB token, so an oversized token still gets be2's own 401 `malformed`.
