@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from typing import Annotated, Any
 
@@ -10,6 +11,7 @@ import msgspec
 from domain.errors import Malformed
 
 __all__ = [
+    "FOREIGN_HEADER_MEMBERS",
     "JWT_MAX_BYTES",
     "Claims",
     "Header",
@@ -17,6 +19,7 @@ __all__ = [
     "ObjectRef",
     "decode_claims",
     "decode_header",
+    "strict_object",
     "to_builtins",
 ]
 
@@ -104,31 +107,92 @@ class Claims(msgspec.Struct, frozen=True):
 
 
 class Header(msgspec.Struct, frozen=True):
-    """The JOSE header fields we look at; anything else (jku, x5u, jwk...) is ignored."""
+    """The JOSE header members go-jose reads with a type; anything else is any JSON value."""
 
     alg: _Short
     kid: _Short | None = None
-    typ: _Short | None = None
+    typ: Any = None
     crit: list[_Short] | None = None
+    # RFC 7797: go-jose signs over the raw payload when b64 is JSON false (any other value: as
+    # if absent).
+    b64: Any = None
 
 
-_claims_decoder = msgspec.json.Decoder(Claims)
-_header_decoder = msgspec.json.Decoder(Header)
+# Members go-jose parses into keys, certificates or a nonce. kube-apiserver never puts them in
+# its tokens and verifies with its own keys, so a token that brings them is refused outright.
+FOREIGN_HEADER_MEMBERS = frozenset({"jwk", "x5c", "x5u", "jku", "nonce"})
+# Go's encoding/json, which kube-apiserver's issuer check uses, matches member names without
+# case, folding the long s (U+017F): `ISS` is read as `iss` (the last one wins).
+_I, _S = frozenset("iI"), frozenset("sS\u017f")
+
+
+def strict_object(raw: bytes, what: str) -> dict[str, Any]:
+    """A JSON object read as go-jose reads it, but stricter on encoding: valid UTF-8, no lone
+    surrogates, finite numbers, no member named twice in any object, null members left out.
+
+    Raises:
+        Malformed: naming `what` (the token header or claims).
+    """
+    try:
+        # msgspec refuses bad UTF-8, lone surrogates and out-of-range numbers anywhere (Go would
+        # replace or skip them); the standard library's parser then sees every member name.
+        msgspec.json.decode(raw)
+        value = json.loads(raw, object_pairs_hook=_unique)
+    except (msgspec.DecodeError, ValueError, RecursionError) as exc:
+        raise Malformed(f"token {what}: not valid JSON ({_first_line(exc)})") from None
+    if not isinstance(value, dict):
+        raise Malformed(f"token {what}: not a JSON object")
+    # Go reads a null member as absent (a string stays empty, a pointer nil).
+    return {name: member for name, member in value.items() if member is not None}
+
+
+def _unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    members = dict(pairs)
+    if len(members) != len(pairs):
+        names = [name for name, _ in pairs]
+        twice = next(name for index, name in enumerate(names) if name in names[:index])
+        # go-jose's JSON (used for the header and the claims) rejects a repeated member.
+        raise ValueError(f"duplicate member {twice[:64]!r}")
+    return members
+
+
+def _reads_as_iss(name: str) -> bool:
+    return len(name) == 3 and name[0] in _I and name[1] in _S and name[2] in _S
 
 
 def decode_claims(payload: bytes) -> Claims:
-    """Decode a JWT payload (raw JSON bytes) into `Claims`; any shape or type error is Malformed."""
+    """Decode a JWT payload (raw JSON bytes) into `Claims`, as strictly as go-jose does.
+
+    Raises:
+        Malformed: any shape or type error, a repeated member, or a member that Go's
+        case-insensitive JSON reads as `iss` disagreeing with `iss`.
+    """
+    members = strict_object(payload, "claims")
+    # kube-apiserver takes a token as its own by the issuer Go's encoding/json reads: the last
+    # member whose name folds to `iss`. That one must be the `iss` checked here.
+    folded = [member for name, member in members.items() if _reads_as_iss(name)]
+    if folded and folded[-1] != members.get("iss"):
+        raise Malformed("token claims name two issuers (members that differ only in case)")
     try:
-        return _claims_decoder.decode(payload)
-    except (msgspec.DecodeError, msgspec.ValidationError, ValueError, RecursionError) as exc:
+        return msgspec.convert(members, Claims)
+    except (msgspec.ValidationError, ValueError) as exc:
         raise Malformed(f"token claims are not valid: {_first_line(exc)}") from None
 
 
 def decode_header(raw: bytes) -> Header:
-    """Decode a JOSE header (raw JSON bytes); any shape or type error is Malformed."""
+    """Decode a JOSE header (raw JSON bytes) as go-jose types its members.
+
+    Raises:
+        Malformed: any shape or type error, a repeated member, or a member kube never sends
+        (`jwk`, `x5c`, `x5u`, `jku`, `nonce`).
+    """
+    members = strict_object(raw, "header")
+    foreign = FOREIGN_HEADER_MEMBERS.intersection(members)
+    if foreign:
+        raise Malformed(f"token header carries {', '.join(sorted(foreign))}, which is not accepted")
     try:
-        return _header_decoder.decode(raw)
-    except (msgspec.DecodeError, msgspec.ValidationError, ValueError, RecursionError) as exc:
+        return msgspec.convert(members, Header)
+    except (msgspec.ValidationError, ValueError) as exc:
         raise Malformed(f"token header is not valid: {_first_line(exc)}") from None
 
 

@@ -75,6 +75,9 @@ def parse_compact(token: str) -> CompactJws:
     signing_input, _, signature = token.rpartition(".")
     header_segment, _, payload_segment = signing_input.partition(".")
     header = decode_header(b64url_decode(header_segment))
+    if header.b64 is False:
+        # RFC 7797: the signature would cover the raw payload; kube-apiserver never signs so.
+        raise Malformed("token header sets b64 to false (an unencoded payload)")
     return CompactJws(header, b64url_decode(payload_segment), signing_input, signature)
 
 

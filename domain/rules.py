@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterable
 
 import msgspec
 
-from domain.claims import Claims
+from domain.claims import Claims, KubernetesClaim
 from domain.errors import (
     BadAudience,
     BadIssuer,
@@ -25,6 +26,7 @@ __all__ = [
     "Expectations",
     "is_dns1123_label",
     "is_dns1123_subdomain",
+    "numeric_date",
     "split_subject",
     "validate_claims",
 ]
@@ -33,6 +35,22 @@ __all__ = [
 DEFAULT_LEEWAY_SECONDS = 60.0
 # pkg/serviceaccount/legacy.go: LegacyIssuer.
 LEGACY_ISSUER = "kubernetes/serviceaccount"
+
+# go-jose v2 NumericDate: the JSON number as float64, converted to int64 (truncated; out of
+# range it is math.MinInt64 on amd64), then time.Unix, whose internal count of seconds since
+# year 1 overflows past this many seconds and wraps into the far past.
+_INT64_MIN = -(2**63)
+_LAST_UNIX_SECOND = 2**63 - 1 - 62_135_596_800
+
+
+def numeric_date(value: float) -> int:
+    """The second kube-apiserver compares for a JWT time claim: whole seconds, and a value
+    beyond what Go's time can hold lands in the far past (so a huge `exp` has expired)."""
+    if not _INT64_MIN <= value < 2**63:
+        return _INT64_MIN
+    seconds = int(value)
+    return seconds if seconds <= _LAST_UNIX_SECOND else _INT64_MIN
+
 
 _DNS1123_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?\Z")
 
@@ -119,8 +137,10 @@ def validate_claims(claims: Claims, expectations: Expectations, now: float) -> I
     namespace, name = parsed
     if (namespace, name) != (private.namespace, private.serviceaccount.name):
         raise BadSubject("subject does not match the `kubernetes.io` namespace and service account")
+    _check_binding(private)
     # kubernetes claims.go: past warnafter the token still authenticates but is "stale".
-    stale = private.warnafter is not None and now > private.warnafter
+    warn_after = None if private.warnafter is None else numeric_date(private.warnafter)
+    stale = warn_after is not None and now > warn_after
     return Identity(
         subject=claims.sub,
         namespace=namespace,
@@ -131,22 +151,31 @@ def validate_claims(claims: Claims, expectations: Expectations, now: float) -> I
         node=private.node.name if private.node else None,
         issuer=claims.iss,
         audiences=audiences,
-        expires_at=int(claims.exp) if claims.exp is not None else None,
+        expires_at=numeric_date(claims.exp) if claims.exp is not None else None,
         stale=stale,
-        warn_after=private.warnafter,
+        warn_after=warn_after,
     )
 
 
+def _check_binding(private: KubernetesClaim) -> None:
+    # claims.go looks the bound object up by name (a pod-bound token's node is only
+    # informative): an empty name is never found, "service account token has been invalidated".
+    bound = private.pod or private.secret or private.node
+    if bound is not None and not bound.name:
+        raise Malformed("token is bound to an object with an empty name")
+
+
 def _check_times(claims: Claims, leeway: float, now: float) -> None:
-    # Same order and comparisons as go-jose jwt.Claims.ValidateWithLeeway.
-    if claims.nbf is not None and now + leeway < claims.nbf:
+    # Same order and comparisons as go-jose jwt.Claims.ValidateWithLeeway, on whole seconds.
+    # A huge nbf or iat wraps into the past in Go and passes; here it stays in the future.
+    if claims.nbf is not None and now + leeway < math.trunc(claims.nbf):
         raise NotYetValid("token is not valid yet (nbf is in the future)")
     if claims.exp is None:
         # Bound tokens always carry exp; only legacy secret tokens have none.
         raise Expired("token has no expiry (exp)")
-    if now - leeway > claims.exp:
+    if now - leeway > numeric_date(claims.exp):
         raise Expired("token has expired")
-    if claims.iat is not None and now + leeway < claims.iat:
+    if claims.iat is not None and now + leeway < math.trunc(claims.iat):
         raise IssuedInFuture("token is issued in the future (iat)")
 
 

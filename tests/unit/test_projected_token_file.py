@@ -146,7 +146,7 @@ def test_never_readable_raises_token_unavailable_naming_path_and_reason(tmp_path
         (b"\xff\xfe", "not ASCII"),
         (b"abc.%%%.def", "three base64url segments"),
         (b"e30.bm90LWpzb24.c2ln", "header is not valid"),
-        (b"eyJhbGciOiJSUzI1NiJ9.bm90LWpzb24.c2ln", "claims are not valid"),
+        (b"eyJhbGciOiJSUzI1NiJ9.bm90LWpzb24.c2ln", "claims: not valid JSON"),
         (b"eyJhbGciOiJSUzI1NiJ9.e30.", "no signature"),
     ],
 )
