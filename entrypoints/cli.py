@@ -12,8 +12,8 @@ from collections.abc import Sequence
 HANDLERS = {
     "serve": "entrypoints.serve:run",
     "devcluster": "entrypoints.devcluster:run",
-    "up": "entrypoints.stack:run_up",
-    "demo": "entrypoints.stack:run_demo",
+    "up": "devcluster.runner:run_up",
+    "demo": "devcluster.runner:run_demo",
     "decode": "entrypoints.token_commands:run_decode",
     "verify": "entrypoints.token_commands:run_verify",
 }
