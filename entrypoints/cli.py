@@ -11,7 +11,7 @@ from collections.abc import Sequence
 # code. Modules are imported only when their subcommand runs, so `ksa-auth decode` stays fast.
 HANDLERS = {
     "serve": "entrypoints.serve:run",
-    "devcluster": "entrypoints.devcluster:run",
+    "devcluster": "devcluster.apiserver:run",
     "up": "devcluster.runner:run_up",
     "demo": "devcluster.runner:run_demo",
     "decode": "entrypoints.token_commands:run_decode",
