@@ -196,6 +196,8 @@ def create_admin_app(cluster: Cluster) -> Litestar:
 
 
 def _routes(cluster: Cluster) -> list[HTTPRouteHandler]:
+    """Every admin route; all but the redirect target want the admin token."""
+
     def check(request: AnyRequest) -> None:
         expected = f"Bearer {cluster.admin_token}".encode()
         given = (request.headers.get("authorization") or "").encode()

@@ -95,6 +95,8 @@ class ProjectedToken:
 
 @dataclass
 class Pod:
+    """A pod on our node and the projected tokens the kubelet keeps in its volumes."""
+
     namespace: str
     name: str
     service_account: str

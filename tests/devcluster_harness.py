@@ -26,7 +26,7 @@ __all__ = [
 
 T = TypeVar("T")
 
-# The devcluster must serve within 3 s (issue 3); a loaded CI machine gets a wider bound.
+# The devcluster must serve within 3 s; a loaded CI machine gets a wider bound.
 START_TIMEOUT_SECONDS = 30.0
 STOP_TIMEOUT_SECONDS = 15.0
 

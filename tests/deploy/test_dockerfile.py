@@ -46,7 +46,7 @@ def _pip_installs(run: str) -> list[list[str]]:
 
 
 def image_problems(text: str) -> list[str]:
-    """What is wrong with this Dockerfile for issue 6 (empty: nothing)."""
+    """What is wrong with this Dockerfile for the image this project ships (empty: nothing)."""
     commands = dockerfile.parse_string(text)
     problems: list[str] = []
     args = {}
