@@ -8,7 +8,7 @@ import time
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, TypedDict, Unpack
 
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
@@ -27,6 +27,7 @@ __all__ = [
     "Algorithm",
     "FakeKeySet",
     "SigningKey",
+    "TokenOptions",
     "key_id",
 ]
 
@@ -63,6 +64,22 @@ def _json(data: Mapping[str, Any]) -> bytes:
     # go-jose builds the payload by merging claims through map[string]interface{}, so Go's
     # encoding/json writes every object's keys sorted, with no spaces.
     return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+class TokenOptions(TypedDict, total=False):
+    """What a TokenRequest may ask beyond the service account, each with kube-apiserver's default.
+
+    `audiences` (the API audiences), `expiration_seconds` (3600), the bound object (`pod`, `node`
+    or `secret`; a pod-bound token also names its pod's `node`), `issued_at` (now), `jti` (a UUID).
+    """
+
+    audiences: Iterable[str] | None
+    expiration_seconds: int
+    pod: ObjectRef | None
+    node: ObjectRef | None
+    secret: ObjectRef | None
+    issued_at: float | None
+    jti: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -275,13 +292,7 @@ class FakeKeySet(KeyProvider):
         namespace: str,
         service_account: str,
         service_account_uid: str,
-        audiences: Iterable[str] | None = None,
-        expiration_seconds: int = 3600,
-        pod: ObjectRef | None = None,
-        node: ObjectRef | None = None,
-        secret: ObjectRef | None = None,
-        issued_at: float | None = None,
-        jti: str | None = None,
+        **options: Unpack[TokenOptions],
     ) -> dict[str, Any]:
         """The claims kube-apiserver's TokenRequest would put in this token.
 
@@ -289,6 +300,9 @@ class FakeKeySet(KeyProvider):
         `kubernetes.io` claim with one binding object (a pod-bound token also names its node),
         and `warnafter` only on an extended token.
         """
+        audiences, issued_at = options.get("audiences"), options.get("issued_at")
+        expiration_seconds = options.get("expiration_seconds", 3600)
+        pod, node, secret = options.get("pod"), options.get("node"), options.get("secret")
         auds = list(audiences) if audiences is not None else sorted(self.api_audiences)
         if secret is not None and (pod is not None or node is not None):
             raise ValueError("a token can only be bound to one object type")
@@ -314,7 +328,7 @@ class FakeKeySet(KeyProvider):
             "exp": now + lifetime,
             "iat": now,
             "iss": self.issuer,
-            "jti": jti or str(uuid.uuid4()),
+            "jti": options.get("jti") or str(uuid.uuid4()),
             "kubernetes.io": private,
             "nbf": now,
             "sub": f"system:serviceaccount:{namespace}:{service_account}",
@@ -326,27 +340,15 @@ class FakeKeySet(KeyProvider):
         namespace: str = "default",
         service_account: str = "default",
         service_account_uid: str | None = None,
-        audiences: Iterable[str] | None = None,
-        expiration_seconds: int = 3600,
-        pod: ObjectRef | None = None,
-        node: ObjectRef | None = None,
-        secret: ObjectRef | None = None,
-        issued_at: float | None = None,
-        jti: str | None = None,
         key: str | None = None,
+        **options: Unpack[TokenOptions],
     ) -> str:
         """A signed token shaped exactly like one from kube-apiserver's TokenRequest."""
         claims = self.claims(
             namespace=namespace,
             service_account=service_account,
             service_account_uid=service_account_uid or str(uuid.uuid4()),
-            audiences=audiences,
-            expiration_seconds=expiration_seconds,
-            pod=pod,
-            node=node,
-            secret=secret,
-            issued_at=issued_at,
-            jti=jti,
+            **options,
         )
         return self.sign(claims, key=key)
 

@@ -1,22 +1,25 @@
-"""The `ksa-auth` command line: one subcommand per SPEC §2 entry, each handled in its module."""
+"""The `ksa-auth` command line: one subcommand per command, each handled in its own module."""
 
 from __future__ import annotations
 
 import argparse
 import importlib
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 # subcommand -> "module:function"; the function takes the parsed arguments and returns the exit
 # code. Modules are imported only when their subcommand runs, so `ksa-auth decode` stays fast.
 HANDLERS = {
     "serve": "entrypoints.serve:run",
-    "devcluster": "entrypoints.devcluster:run",
-    "up": "entrypoints.stack:run_up",
-    "demo": "entrypoints.stack:run_demo",
+    "devcluster": "devcluster.apiserver:run",
+    "up": "devcluster.runner:run_up",
+    "demo": "devcluster.runner:run_demo",
     "decode": "entrypoints.token_commands:run_decode",
     "verify": "entrypoints.token_commands:run_verify",
 }
+# The local cluster emulator's package: development tooling, installed with a checkout of the
+# repository but left out of the image (deploy/Dockerfile copies domain, adapters, entrypoints).
+DEVELOPMENT_PACKAGE = "devcluster"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -67,10 +70,34 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _handler(command: str) -> Callable[[argparse.Namespace], int] | None:
+    """The subcommand's function, or None (and one line on stderr) when its package is absent."""
+    module_name, function_name = HANDLERS[command].split(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        # Only the emulator's package itself missing; any other missing module is a real fault.
+        if not module_name.startswith(f"{DEVELOPMENT_PACKAGE}.") or exc.name not in (
+            DEVELOPMENT_PACKAGE,
+            module_name,
+        ):
+            raise
+        print(
+            f"ksa-auth {command}: the local cluster emulator is a development tool and is not in "
+            "this installation (the image leaves it out); run it from a clone of the repository "
+            "(make run)",
+            file=sys.stderr,
+        )
+        return None
+    handler: Callable[[argparse.Namespace], int] = getattr(module, function_name)
+    return handler
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    module_name, function_name = HANDLERS[args.command].split(":")
-    handler = getattr(importlib.import_module(module_name), function_name)
+    handler = _handler(args.command)
+    if handler is None:
+        return 2
     try:
         code: int = handler(args)
     except KeyboardInterrupt:

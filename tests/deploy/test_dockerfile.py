@@ -46,7 +46,7 @@ def _pip_installs(run: str) -> list[list[str]]:
 
 
 def image_problems(text: str) -> list[str]:
-    """What is wrong with this Dockerfile for the image policy (empty: nothing)."""
+    """What is wrong with this Dockerfile for the image this project ships (empty: nothing)."""
     commands = dockerfile.parse_string(text)
     problems: list[str] = []
     args = {}
@@ -130,24 +130,42 @@ def test_one_image_serves_both_services_on_the_manifests_port(
             assert container["ports"][0]["containerPort"] == PORT, overlay
 
 
-def test_dockerignore_sends_what_the_copies_need_and_no_more() -> None:
+def _dockerignore_includes() -> list[str]:
+    """The paths the .dockerignore re-includes after excluding everything (`*` first)."""
     patterns = [
         line.strip()
         for line in DOCKERIGNORE.read_text(encoding="utf-8").splitlines()
         if line.strip() and not line.startswith("#")
     ]
     assert patterns[0] == "*"  # everything is excluded unless re-included below
-    included = [p[1:].rstrip("/") for p in patterns if p.startswith("!")]
+    return [p[1:].rstrip("/") for p in patterns if p.startswith("!")]
+
+
+def _context_sources() -> list[str]:
+    """What the Dockerfile's COPY lines take from the build context (not from a stage)."""
     commands = dockerfile.parse_string(DOCKERFILE.read_text(encoding="utf-8"))
-    sources = [
+    return [
         source
         for c in commands
         if c.cmd == "COPY" and not any(f.startswith("--from=") for f in c.flags)
         for source in c.value[:-1]
     ]
-    for source in sources:
+
+
+def test_dockerignore_sends_what_the_copies_need_and_no_more() -> None:
+    included = _dockerignore_includes()
+    for source in _context_sources():
         assert any(source == p or source.startswith(p + "/") for p in included), source
     assert not any(p in (".venv", "tests", ".git") for p in included)
+
+
+def test_the_image_carries_no_devcluster() -> None:
+    # The local cluster emulator is development tooling: `ksa-auth devcluster|up|demo` in the
+    # image says so and exits 2. Neither a COPY line nor the build context may bring it in.
+    sources = _context_sources()
+    assert "entrypoints" in sources  # the COPY lines were read
+    assert not [s for s in sources if s.strip("./").startswith("devcluster")]
+    assert not [p for p in _dockerignore_includes() if p.strip("./").startswith("devcluster")]
 
 
 MISTAKES = [

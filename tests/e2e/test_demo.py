@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from entrypoints.flow import SeedFlow
-from entrypoints.processes import wait_for
+from devcluster.flow import SeedFlow
+from devcluster.processes import wait_for
 from tests.helpers import running
 
 STEP_LINE = re.compile(r"^\[\s*(\d+)/(\d+)\] (PASS|FAIL)  (.+)$")

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from entrypoints.stack import Stack, start_stack
+from devcluster.stack import Stack, start_stack
 
 ROOT = Path(__file__).resolve().parents[2]
 POSTMAN = ROOT / "deploy" / "postman"

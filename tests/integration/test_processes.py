@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from entrypoints.processes import (
+from devcluster.processes import (
     Child,
     ChildExited,
     NotReady,

@@ -57,7 +57,7 @@ class Service:
 
 
 def be2_environment(cluster: DevCluster, **overrides: str) -> dict[str, str]:
-    """be2's settings from cluster.json, as `ksa-auth up` sets them (entrypoints/stack.py)."""
+    """be2's settings from cluster.json, as `ksa-auth up` sets them (devcluster/stack.py)."""
     pod = cluster.pod("be2")
     be = cluster.pod("be")
     env = {

@@ -10,8 +10,9 @@ from typing import Any
 import pytest
 from litestar.testing import TestClient
 
-from entrypoints.cluster_emulator import Cluster
-from entrypoints.devcluster import create_admin_app, create_app
+from devcluster.admin import create_admin_app, set_faults
+from devcluster.apiserver import create_app
+from devcluster.cluster import Cluster
 
 VALUES: list[Any] = [None, 0, -1, 1.5, 2**70, 1e308, "", "x", [], [1], ["a"], {}, {"a": 1}, True]
 API_PATHS = [
@@ -60,7 +61,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Cluster:
 
 
 def test_hostile_bodies_get_4xx_never_500(cluster: Cluster) -> None:
-    token = next(iter(cluster.pods.values())).token_file.read_text()
+    token = next(iter(cluster.registry.pods.values())).token_file.read_text()
     caller = {"Authorization": f"Bearer {token}"}
     admin = {"Authorization": f"Bearer {cluster.admin_token}"}
     failures = []
@@ -75,7 +76,7 @@ def test_hostile_bodies_get_4xx_never_500(cluster: Cluster) -> None:
                 response = ops.post(path, content=raw, headers=admin)
                 if response.status_code >= 500:
                     failures.append((path, body, response.status_code))
-        cluster.set_faults({"keys": "ok", "tokenreview": "ok", "delay_seconds": 0})
+        set_faults(cluster, {"keys": "ok", "tokenreview": "ok", "delay_seconds": 0})
     assert failures == []
 
 

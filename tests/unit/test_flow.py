@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from entrypoints.flow import (
+from devcluster.flow import (
     FlowTargets,
     SeedFlow,
     StepFailed,
@@ -24,6 +24,7 @@ from entrypoints.flow import (
     tamper_signature,
     unverified,
 )
+from devcluster.stack import ClusterInfo, PodInfo
 
 ISSUER = "https://kubernetes.default.svc.cluster.local"
 BE_SUBJECT = "system:serviceaccount:default:be-sa"
@@ -140,20 +141,28 @@ class FakeCluster:
         return httpx.Response(404, json={"error": "not_found"})
 
 
+def _targets(cluster: FakeCluster, other_token_file: Path) -> FlowTargets:
+    """be and be2 as cluster.json describes them; only be2's token file is read."""
+    info = ClusterInfo(
+        url="https://127.0.0.1:6443",
+        ca_file="/unused/ca.crt",
+        issuer=ISSUER,
+        api_audience=ISSUER,
+        discovery_url="https://127.0.0.1:6443/.well-known/openid-configuration",
+        jwks_url="https://127.0.0.1:6443/openid/v1/jwks",
+        admin_url="http://127.0.0.1:7000",
+        pods=(
+            PodInfo("default", "be-7d9f8", "be-sa", "/unused/token", "/unused/ca.crt"),
+            PodInfo("default", "be2-4k2x1", "be2-sa", str(other_token_file), "/unused/ca.crt"),
+        ),
+    )
+    return FlowTargets("http://be", "http://be2", info, cluster.admin)
+
+
 def _run(cluster: FakeCluster, tmp_path: Path) -> list[StepResult]:
     other = tmp_path / "be2-token"
     other.write_text(cluster.be2_token + "\n")
-    targets = FlowTargets(
-        be_url="http://be",
-        be2_url="http://be2",
-        be_namespace="default",
-        be_service_account="be-sa",
-        be_pod="be-7d9f8",
-        other_subject=BE2_SUBJECT,
-        other_token_file=other,
-        issuer=ISSUER,
-        admin=cluster.admin,
-    )
+    targets = _targets(cluster, other)
     with httpx.Client(transport=httpx.MockTransport(cluster.handle)) as client:
         return run_steps(SeedFlow(targets, client).steps(), io.StringIO(), first_number=2)
 
@@ -190,7 +199,7 @@ def test_a_guard_letting_be2_sa_in_fails_the_forbidden_step(tmp_path: Path) -> N
 def test_a_token_file_never_rewritten_fails_both_rotation_steps(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("entrypoints.flow.SETTLE_SECONDS", 0.2)
+    monkeypatch.setattr("devcluster.flow.SETTLE_SECONDS", 0.2)
     verdicts = _verdicts(_run(FakeCluster(rotate_tokens_ignored=True), tmp_path))
     assert verdicts.pop("signing-key rotation survived") is False
     assert verdicts.pop("token-file rotation picked up") is False
@@ -211,17 +220,7 @@ def test_no_line_or_figure_contains_a_token(tmp_path: Path) -> None:
     out = io.StringIO()
     other = tmp_path / "be2-token"
     other.write_text(cluster.be2_token)
-    targets = FlowTargets(
-        "http://be",
-        "http://be2",
-        "default",
-        "be-sa",
-        "be-7d9f8",
-        BE2_SUBJECT,
-        other,
-        ISSUER,
-        cluster.admin,
-    )
+    targets = _targets(cluster, other)
     with httpx.Client(transport=httpx.MockTransport(cluster.handle)) as client:
         results = run_steps(SeedFlow(targets, client).steps(), out, first_number=2)
     text = out.getvalue() + render_table(results)

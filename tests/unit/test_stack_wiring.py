@@ -10,14 +10,8 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from entrypoints.stack import (
-    ClusterInfo,
-    Stack,
-    be2_environment,
-    be_environment,
-    child_environment,
-    usage_text,
-)
+from devcluster.runner import usage_text
+from devcluster.stack import ClusterInfo, Stack, be2_environment, be_environment, child_environment
 
 ADMIN_SECRET = "admin-secret-0123456789"
 

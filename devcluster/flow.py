@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -12,8 +10,9 @@ from typing import Any, ClassVar, TextIO
 
 import httpx
 
-from domain.claims import Claims, Header, decode_claims, decode_header
-from domain.errors import Malformed
+from devcluster.stack import BE2_APP, BE_APP, ClusterInfo, PodInfo
+from domain.claims import Claims, Header, decode_claims
+from domain.jws import b64url_decode, b64url_encode, parse_compact
 
 __all__ = [
     "FlowTargets",
@@ -46,21 +45,22 @@ class StepResult:
 
 @dataclass(frozen=True, slots=True)
 class FlowTargets:
-    """What the flow talks to, all of it read from the devcluster's cluster.json."""
+    """What the flow talks to: be and be2 at their URLs, the cluster its cluster.json describes."""
 
     be_url: str
     be2_url: str
-    be_namespace: str
-    be_service_account: str
-    be_pod: str
-    other_subject: str
-    other_token_file: Path
-    issuer: str
+    cluster: ClusterInfo
     admin: Callable[[str, dict[str, Any]], dict[str, Any]]
 
     @property
-    def be_subject(self) -> str:
-        return f"system:serviceaccount:{self.be_namespace}:{self.be_service_account}"
+    def be(self) -> PodInfo:
+        """be's pod: the caller whose identity be2 must confirm."""
+        return self.cluster.pod(BE_APP)
+
+    @property
+    def other(self) -> PodInfo:
+        """be2's own pod: a valid service account that policy keeps out of /protected."""
+        return self.cluster.pod(BE2_APP)
 
 
 Step = tuple[str, Callable[[], str]]
@@ -147,20 +147,15 @@ def tamper_signature(token: str) -> str:
     touch padding bits that decoders ignore, leaving the signature valid.
     """
     head, payload, signature = token.split(".")
-    raw = bytearray(_b64decode(signature))
+    raw = bytearray(b64url_decode(signature))
     raw[0] ^= 0x01
-    return f"{head}.{payload}.{base64.urlsafe_b64encode(bytes(raw)).rstrip(b'=').decode()}"
+    return f"{head}.{payload}.{b64url_encode(bytes(raw))}"
 
 
 def unverified(token: str) -> tuple[Header, Claims]:
     """Header and claims of a JWT, NOT verified (only to show and compare what we send)."""
-    parts = token.split(".")
-    if len(parts) != 3:
-        raise Malformed("not a JWS compact serialization")
-    try:
-        return decode_header(_b64decode(parts[0])), decode_claims(_b64decode(parts[1]))
-    except (binascii.Error, ValueError):
-        raise Malformed("not base64url") from None
+    parsed = parse_compact(token)
+    return parsed.header, decode_claims(parsed.payload)
 
 
 class SeedFlow:
@@ -197,8 +192,8 @@ class SeedFlow:
         token = body.get("token")
         if not isinstance(token, str) or not token:
             raise StepFailed("200 but no token in the body")
-        if body.get("subject") != self._t.be_subject:
-            raise StepFailed(f"subject {body.get('subject')!r}, expected {self._t.be_subject}")
+        if body.get("subject") != self._t.be.subject:
+            raise StepFailed(f"subject {body.get('subject')!r}, expected {self._t.be.subject}")
         if "no-store" not in response.headers.get("cache-control", ""):
             raise StepFailed("200 without Cache-Control: no-store")
         self._token = token
@@ -220,8 +215,8 @@ class SeedFlow:
         header, claims = unverified(self._require_token())
         if header.kid is None:
             raise StepFailed(f"{header.alg} token without a kid")
-        if claims.sub != self._t.be_subject:
-            raise StepFailed(f"token sub {claims.sub!r}, expected {self._t.be_subject}")
+        if claims.sub != self._t.be.subject:
+            raise StepFailed(f"token sub {claims.sub!r}, expected {self._t.be.subject}")
         audiences = ",".join(claims.audiences)
         return f"Bearer {header.alg} JWT, kid {header.kid[:10]}..., aud {audiences}"
 
@@ -237,11 +232,11 @@ class SeedFlow:
         if body is None:
             raise StepFailed("no identity: step 'be2 /validate-auth' did not pass")
         expected = {
-            "subject": self._t.be_subject,
-            "namespace": self._t.be_namespace,
-            "service_account": self._t.be_service_account,
-            "pod": self._t.be_pod,
-            "issuer": self._t.issuer,
+            "subject": self._t.be.subject,
+            "namespace": self._t.be.namespace,
+            "service_account": self._t.be.service_account,
+            "pod": self._t.be.name,
+            "issuer": self._t.cluster.issuer,
         }
         wrong = [
             f"{key}={body.get(key)!r}" for key, value in expected.items() if body.get(key) != value
@@ -256,7 +251,7 @@ class SeedFlow:
         body = _expect(self._client.get(f"{self._t.be_url}/call-be2"), 200)
         be2 = body.get("be2")
         subject = be2.get("subject") if isinstance(be2, dict) else None
-        if body.get("be2_status") != 200 or subject != self._t.be_subject:
+        if body.get("be2_status") != 200 or subject != self._t.be.subject:
             raise StepFailed(f"be2_status {body.get('be2_status')!r}, subject {subject!r}")
         return f"be2_status 200 as {subject}"
 
@@ -265,17 +260,17 @@ class SeedFlow:
             f"{self._t.be2_url}/protected", headers=_bearer(self._require_token())
         )
         body = _expect(response, 200)
-        if body.get("subject") != self._t.be_subject:
+        if body.get("subject") != self._t.be.subject:
             raise StepFailed(f"200 but subject {body.get('subject')!r}")
-        return f"200 for {self._t.be_subject}"
+        return f"200 for {self._t.be.subject}"
 
     def protected_forbidden(self) -> str:
-        other = self._t.other_token_file.read_text().strip()
+        other = Path(self._t.other.token_file).read_text().strip()
         response = self._client.get(f"{self._t.be2_url}/protected", headers=_bearer(other))
         body = _expect(response, 403)
         if body.get("reason") != "forbidden":
             raise StepFailed(f"403 with reason {body.get('reason')!r}")
-        return f"403 forbidden for {self._t.other_subject}"
+        return f"403 forbidden for {self._t.other.subject}"
 
     def tampered(self) -> str:
         response = self._validate(tamper_signature(self._require_token()))
@@ -350,10 +345,6 @@ def _expect(response: httpx.Response, status: int) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise StepFailed(f"{status} without a JSON object body")
     return body
-
-
-def _b64decode(segment: str) -> bytes:
-    return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
 
 
 def _duration(seconds: float) -> str:

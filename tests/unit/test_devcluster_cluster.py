@@ -10,13 +10,10 @@ from typing import Any
 
 import pytest
 
-from entrypoints.cluster_emulator import (
-    ApiError,
-    Cluster,
-    PodSpec,
-    parse_pod_spec,
-    write_projected_volume,
-)
+from devcluster.admin import set_faults
+from devcluster.cluster import Cluster
+from devcluster.kubelet import PodSpec, parse_pod_spec, write_projected_volume
+from devcluster.status import ApiError
 
 START = 1_800_000_000.0
 API = "https://kubernetes.default.svc.cluster.local"
@@ -41,7 +38,7 @@ def cluster(tmp_path: Path, clock: FakeClock) -> Cluster:
 
 
 def _pod(cluster: Cluster, app: str) -> Any:
-    return next(p for p in cluster.pods.values() if p.name.rsplit("-", 1)[0] == app)
+    return next(p for p in cluster.registry.pods.values() if p.name.rsplit("-", 1)[0] == app)
 
 
 def _claims(token: str) -> dict[str, Any]:
@@ -51,14 +48,14 @@ def _claims(token: str) -> dict[str, Any]:
 
 
 def _error(cluster: Cluster, token: str, audiences: list[str] | None = None) -> str:
-    review = cluster.authenticate(token, audiences)
+    review = cluster.authenticator.authenticate(token, audiences)
     assert not review.authenticated
     return review.error
 
 
 def test_projected_token_authenticates_with_the_pod_in_extra(cluster: Cluster) -> None:
     be = _pod(cluster, "be")
-    review = cluster.authenticate(be.token_file.read_text())
+    review = cluster.authenticator.authenticate(be.token_file.read_text())
     assert review.authenticated
     assert review.username == "system:serviceaccount:default:be-sa"
     assert review.audiences == (API,)
@@ -68,19 +65,19 @@ def test_projected_token_authenticates_with_the_pod_in_extra(cluster: Cluster) -
 
 
 def test_times_are_checked_with_60_seconds_leeway(cluster: Cluster, clock: FakeClock) -> None:
-    token, _ = cluster.issue("default", "be-sa", expiration_seconds=600)
+    token, _ = cluster.tokens.issue("default", "be-sa", expiration_seconds=600)
     clock.now = START + 600 + 60
-    assert cluster.authenticate(token).authenticated
+    assert cluster.authenticator.authenticate(token).authenticated
     clock.now = START + 600 + 61
     assert _error(cluster, token) == "[invalid bearer token, service account token has expired]"
-    future, _ = cluster.issue("default", "be-sa", issued_at=START + 600 + 61 + 120)
+    future, _ = cluster.tokens.issue("default", "be-sa", issued_at=START + 600 + 61 + 120)
     assert (
         _error(cluster, future) == "[invalid bearer token, service account token is not valid yet]"
     )
 
 
 def test_issued_in_the_future_is_its_own_error(cluster: Cluster) -> None:
-    claims = _claims(cluster.issue("default", "be-sa")[0])
+    claims = _claims(cluster.tokens.issue("default", "be-sa")[0])
     claims["iat"] = START + 600
     assert _error(cluster, cluster.keyset.sign(claims)) == (
         "[invalid bearer token, service account token is issued in the future]"
@@ -88,7 +85,7 @@ def test_issued_in_the_future_is_its_own_error(cluster: Cluster) -> None:
 
 
 def test_signature_and_key_failures(cluster: Cluster) -> None:
-    token, _ = cluster.issue("default", "be-sa")
+    token, _ = cluster.tokens.issue("default", "be-sa")
     claims = _claims(token)
     stranger = cluster.keyset.generate_unpublished()
     assert _error(cluster, cluster.keyset.sign(claims, key=stranger)) == (
@@ -106,7 +103,8 @@ def test_signature_and_key_failures(cluster: Cluster) -> None:
         "[invalid bearer token, go-jose/go-jose: unknown/unsupported algorithm]"
     )
     # No kid: kube-apiserver tries every published key.
-    assert cluster.authenticate(cluster.keyset.sign(claims, {"kid": None})).authenticated
+    no_kid = cluster.keyset.sign(claims, {"kid": None})
+    assert cluster.authenticator.authenticate(no_kid).authenticated
 
 
 @pytest.mark.parametrize(
@@ -120,7 +118,7 @@ def test_tokens_that_are_not_ours_are_just_invalid_bearer_tokens(
 
 
 def test_other_issuers_are_not_ours(cluster: Cluster) -> None:
-    claims = _claims(cluster.issue("default", "be-sa")[0]) | {"iss": "https://elsewhere"}
+    claims = _claims(cluster.tokens.issue("default", "be-sa")[0]) | {"iss": "https://elsewhere"}
     assert _error(cluster, cluster.keyset.sign(claims)) == "invalid bearer token"
 
 
@@ -129,7 +127,7 @@ def test_bound_objects_must_still_exist_with_the_same_uid(cluster: Cluster) -> N
     token = be.token_file.read_text()
     claims = _claims(token)
     claims["kubernetes.io"]["serviceaccount"]["uid"] = "other-uid"
-    sa_uid = cluster.service_account("default", "be-sa").uid
+    sa_uid = cluster.registry.service_account("default", "be-sa").uid
     assert _error(cluster, cluster.keyset.sign(claims)) == (
         f"[invalid bearer token, service account UID ({sa_uid}) does not match claim (other-uid)]"
     )
@@ -157,8 +155,8 @@ def test_bound_objects_must_still_exist_with_the_same_uid(cluster: Cluster) -> N
 
 
 def test_audiences_intersect_in_token_order(cluster: Cluster) -> None:
-    token, _ = cluster.issue("default", "be-sa", audiences=["b", "a", "c"])
-    assert cluster.authenticate(token, ["c", "a"]).audiences == ("a", "c")
+    token, _ = cluster.tokens.issue("default", "be-sa", audiences=["b", "a", "c"])
+    assert cluster.authenticator.authenticate(token, ["c", "a"]).audiences == ("a", "c")
     assert _error(cluster, token, ["z"]) == (
         '[invalid bearer token, token audiences ["b" "a" "c"] is invalid for the target '
         'audiences ["z"]]'
@@ -168,7 +166,7 @@ def test_audiences_intersect_in_token_order(cluster: Cluster) -> None:
 def test_token_request_validation_and_bindings(cluster: Cluster) -> None:
     be = _pod(cluster, "be")
     with pytest.raises(ApiError) as short:
-        cluster.token_request("default", "be-sa", {"spec": {"expirationSeconds": 599}})
+        cluster.tokens.token_request("default", "be-sa", {"spec": {"expirationSeconds": 599}})
     assert short.value.code == 422
     assert short.value.message == (
         'TokenRequest.authentication.k8s.io "" is invalid: spec.expirationSeconds: '
@@ -176,17 +174,17 @@ def test_token_request_validation_and_bindings(cluster: Cluster) -> None:
     )
     ref = {"kind": "Pod", "apiVersion": "v1", "name": be.name, "uid": "stale"}
     with pytest.raises(ApiError) as conflict:
-        cluster.token_request("default", "be-sa", {"spec": {"boundObjectRef": ref}})
+        cluster.tokens.token_request("default", "be-sa", {"spec": {"boundObjectRef": ref}})
     assert (conflict.value.code, conflict.value.reason) == (409, "Conflict")
     ref = {"kind": "Deployment", "apiVersion": "apps/v1", "name": "x"}
     with pytest.raises(ApiError) as kind:
-        cluster.token_request("default", "be-sa", {"spec": {"boundObjectRef": ref}})
+        cluster.tokens.token_request("default", "be-sa", {"spec": {"boundObjectRef": ref}})
     assert kind.value.message == "cannot bind token to object of type apps/v1, Kind=Deployment"
     with pytest.raises(ApiError) as name:
-        cluster.token_request("default", "be-sa", {"metadata": {"name": "other"}})
+        cluster.tokens.token_request("default", "be-sa", {"metadata": {"name": "other"}})
     assert name.value.code == 422
 
-    node_bound = cluster.token_request(
+    node_bound = cluster.tokens.token_request(
         "default",
         "be-sa",
         {
@@ -197,7 +195,7 @@ def test_token_request_validation_and_bindings(cluster: Cluster) -> None:
     )
     token = node_bound["status"]["token"]
     assert set(_claims(token)["kubernetes.io"]) == {"namespace", "serviceaccount", "node"}
-    review = cluster.authenticate(token)
+    review = cluster.authenticator.authenticate(token)
     assert review.authenticated
     assert "authentication.kubernetes.io/pod-name" not in review.extra
 
@@ -207,7 +205,7 @@ def test_token_request_reports_the_requested_expiry_even_when_extended(
 ) -> None:
     be = _pod(cluster, "be")
     ref = {"kind": "Pod", "apiVersion": "v1", "name": be.name}
-    answer = cluster.token_request(
+    answer = cluster.tokens.token_request(
         "default", "be-sa", {"spec": {"expirationSeconds": 3607, "boundObjectRef": ref}}
     )
     claims = _claims(answer["status"]["token"])
@@ -220,17 +218,17 @@ def test_kubelet_refreshes_at_80_percent_of_the_requested_lifetime(
 ) -> None:
     be = _pod(cluster, "be")
     first = be.token_file.read_text()
-    refresh_at = cluster.next_refresh()
+    refresh_at = cluster.kubelet.next_refresh()
     assert refresh_at is not None
     assert refresh_at - START == pytest.approx(0.8 * 3607)
     clock.now = refresh_at - 1
-    assert cluster.refresh_tokens() == 0
+    assert cluster.kubelet.refresh_tokens() == 0
     clock.now = refresh_at
-    assert cluster.refresh_tokens() == 3  # be, be's be2 token, be2
+    assert cluster.kubelet.refresh_tokens() == 3  # be, be's be2 token, be2
     assert be.token_file.read_text() != first
     cluster.delete_pod("default", be.name)
     clock.now += 3607
-    assert cluster.refresh_tokens() == 1  # a deleted pod's volume is left alone
+    assert cluster.kubelet.refresh_tokens() == 1  # a deleted pod's volume is left alone
 
 
 def test_atomic_writer_swaps_data_and_skips_unchanged_payloads(tmp_path: Path) -> None:
@@ -254,14 +252,14 @@ def test_pod_specs_parse_and_validate(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="not a valid Kubernetes name"):
         parse_pod_spec("Bad_App:sa")
     cluster = Cluster(tmp_path / "s", pods=[parse_pod_spec("team/api:api-sa:https://x")])
-    (pod,) = cluster.pods.values()
+    (pod,) = cluster.registry.pods.values()
     assert pod.namespace == "team"
     assert [p.volume.name for p in pod.projections] == ["serviceaccount", "https-x-token"]
 
 
 def test_faults_are_validated(cluster: Cluster) -> None:
     with pytest.raises(ApiError):
-        cluster.set_faults({"keys": "meltdown"})
+        set_faults(cluster, {"keys": "meltdown"})
     with pytest.raises(ApiError):
-        cluster.set_faults({"delay_seconds": -1})
-    assert cluster.set_faults({"keys": "slow", "delay_seconds": 0.5})["keys"] == "slow"
+        set_faults(cluster, {"delay_seconds": -1})
+    assert set_faults(cluster, {"keys": "slow", "delay_seconds": 0.5})["keys"] == "slow"

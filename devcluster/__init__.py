@@ -1,0 +1,1 @@
+"""Development tooling: a local cluster emulator (kube-apiserver + kubelet) and `up`/`demo`."""

@@ -1,0 +1,239 @@
+"""The emulated kube-apiserver over HTTPS; `ksa-auth devcluster` serves it and the admin API."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import sys
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+from litestar import Litestar, Response, get, post
+from litestar.exceptions import HTTPException
+from litestar.handlers import HTTPRouteHandler
+from litestar.params import FromPath
+
+from devcluster.admin import create_admin_app
+from devcluster.cluster import Cluster
+from devcluster.discovery import key_routes
+from devcluster.kubelet import DEFAULT_PODS, parse_pod_spec
+from devcluster.status import (
+    MAX_BODY_BYTES,
+    AnyRequest,
+    ApiError,
+    internal_error,
+    json_response,
+    read_json,
+    status_body,
+    unavailable,
+)
+from devcluster.tokenreview import token_review
+
+__all__ = ["create_app", "run", "serve"]
+
+_HTTP_REASONS = {
+    400: ("BadRequest", "the server rejected our request for an unknown reason"),
+    404: ("NotFound", "the server could not find the requested resource"),
+    405: ("MethodNotAllowed", "the server does not allow this method on the requested resource"),
+    413: ("RequestEntityTooLarge", "the request body is too large"),
+}
+
+
+def create_app(cluster: Cluster | None = None) -> Litestar:
+    """The emulated kube-apiserver: discovery, JWKS, TokenRequest, TokenReview.
+
+    Without a cluster (an ASGI server calling the factory) one is made in
+    $KSA_DEVCLUSTER_STATE_DIR, or a new temporary directory.
+    """
+    if cluster is None:
+        state_dir = os.environ.get("KSA_DEVCLUSTER_STATE_DIR") or tempfile.mkdtemp(
+            prefix="ksa-devcluster-"
+        )
+        cluster = Cluster(Path(state_dir))
+    emulator = cluster
+
+    @get("/healthz", media_type="text/plain")
+    async def healthz() -> str:
+        return "ok"
+
+    @get("/readyz", media_type="text/plain")
+    async def readyz() -> str:
+        return "ok"
+
+    async def start() -> None:
+        emulator.kubelet.start()
+
+    async def stop() -> None:
+        await emulator.kubelet.stop()
+
+    return Litestar(
+        route_handlers=[*key_routes(emulator), *_token_routes(emulator), healthz, readyz],
+        exception_handlers={
+            ApiError: _api_error,
+            HTTPException: _http_error,
+            Exception: internal_error,
+        },
+        on_startup=[start],
+        on_shutdown=[stop],
+        openapi_config=None,
+        request_max_body_size=MAX_BODY_BYTES,
+        logging_config=None,
+    )
+
+
+def _token_routes(cluster: Cluster) -> list[HTTPRouteHandler]:
+    """TokenRequest and TokenReview, for any caller with a valid service account token."""
+
+    def require_caller(request: AnyRequest) -> None:
+        authorization = request.headers.get("authorization")
+        if not cluster.authenticator.authenticate_header(authorization).authenticated:
+            cluster.counters["unauthorized_requests"] += 1
+            raise ApiError(401, "Unauthorized", "Unauthorized")
+
+    @post("/api/v1/namespaces/{namespace:str}/serviceaccounts/{name:str}/token")
+    async def token_request(
+        request: AnyRequest, namespace: FromPath[str], name: FromPath[str]
+    ) -> Response[bytes]:
+        cluster.counters["tokenrequest_requests"] += 1
+        require_caller(request)
+        body = await read_json(request, empty_ok=True)
+        return json_response(cluster.tokens.token_request(namespace, name, body), 201)
+
+    @post("/apis/authentication.k8s.io/v1/tokenreviews")
+    async def token_review_route(request: AnyRequest) -> Response[bytes]:
+        cluster.counters["tokenreview_requests"] += 1
+        mode = cluster.faults.tokenreview
+        if mode != "ok" and cluster.faults.delay_seconds:
+            await asyncio.sleep(cluster.faults.delay_seconds)
+        if mode == "outage":
+            return unavailable()
+        # TokenReview needs an authenticated caller (and RBAC `create tokenreviews`, which
+        # every service account has here).
+        require_caller(request)
+        review = token_review(cluster.authenticator, await read_json(request))
+        return json_response(review, 201)
+
+    return [token_request, token_review_route]
+
+
+def _http_error(_: AnyRequest, exc: HTTPException) -> Response[bytes]:
+    reason, message = _HTTP_REASONS.get(exc.status_code, ("BadRequest", "bad request"))
+    return json_response(status_body(exc.status_code, reason, message), exc.status_code)
+
+
+def _api_error(_: AnyRequest, exc: ApiError) -> Response[bytes]:
+    return json_response(exc.body(), exc.code)
+
+
+# --- serving -------------------------------------------------------------------------------
+
+
+class _Server(uvicorn.Server):
+    """A uvicorn server that leaves signals to us: two servers share one loop."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def _bind(port: int) -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(("127.0.0.1", port))
+    except OSError:
+        sock.close()
+        raise
+    sock.listen(128)
+    sock.setblocking(False)
+    return sock
+
+
+def _servers(cluster: Cluster) -> tuple[_Server, _Server]:
+    """The API server (HTTPS, with the kubelet's lifespan) and the admin server (HTTP)."""
+    common: dict[str, Any] = {
+        "log_level": "warning",
+        "access_log": False,
+        "timeout_graceful_shutdown": 2,
+        "server_header": False,
+    }
+    api = _Server(
+        uvicorn.Config(
+            create_app(cluster),
+            ssl_certfile=str(cluster.tls.cert_file),
+            ssl_keyfile=str(cluster.tls.key_file),
+            lifespan="on",
+            **common,
+        )
+    )
+    admin = _Server(uvicorn.Config(create_admin_app(cluster), lifespan="off", **common))
+    return api, admin
+
+
+async def serve(
+    cluster: Cluster, port: int = 0, admin_port: int = 0, *, announce: Callable[[str], None] = print
+) -> int:
+    """Serve the API (HTTPS) and admin (HTTP) listeners until SIGINT/SIGTERM."""
+    api_socket, admin_socket = _bind(port), _bind(admin_port)
+    cluster.url = f"https://127.0.0.1:{api_socket.getsockname()[1]}"
+    cluster.admin_url = f"http://127.0.0.1:{admin_socket.getsockname()[1]}"
+    servers = _servers(cluster)
+
+    def stop() -> None:
+        for server in servers:
+            server.should_exit = True
+
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop)
+    tasks = [
+        asyncio.create_task(server.serve(sockets=[sock]))
+        for server, sock in zip(servers, (api_socket, admin_socket), strict=True)
+    ]
+    cluster_json: Path | None = None
+    try:
+        while not all(s.started for s in servers):
+            if any(t.done() for t in tasks):
+                break
+            await asyncio.sleep(0.01)
+        else:
+            announce(f"devcluster serving {cluster.url} (admin {cluster.admin_url})")
+            cluster_json = cluster.write_cluster_json()
+            announce(f"devcluster state in {cluster_json}")
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        stop()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+        if cluster_json is not None:
+            with contextlib.suppress(OSError):
+                cluster_json.unlink()
+    failed = [t for t in tasks if not t.cancelled() and t.exception() is not None]
+    return 1 if failed or not all(s.started for s in servers) else 0
+
+
+def run(args: argparse.Namespace) -> int:
+    """`ksa-auth devcluster`: serve until Ctrl-C or SIGTERM; exit 0 on a clean stop."""
+    try:
+        pods = [parse_pod_spec(p) for p in getattr(args, "pod", None) or []] or DEFAULT_PODS
+        cluster = Cluster(Path(args.state_dir), token_ttl=args.token_ttl, pods=pods)
+    except (OSError, ValueError) as exc:
+        print(f"devcluster: {exc}", file=sys.stderr)
+        return 2
+    try:
+        return asyncio.run(serve(cluster, args.port, args.admin_port, announce=_announce))
+    except OSError as exc:
+        print(f"devcluster: cannot listen: {exc}", file=sys.stderr)
+        return 2
+
+
+def _announce(line: str) -> None:
+    print(line, flush=True)

@@ -1,0 +1,174 @@
+"""The emulated cluster: its state, with the API server's parts, the kubelet and the keys wired."""
+
+from __future__ import annotations
+
+import collections
+import json
+import os
+import secrets
+import shutil
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from adapters.fake_keyset import API_AUDIENCE, ISSUER, Algorithm, FakeKeySet
+from devcluster.issuer import Issuer
+from devcluster.kubelet import (
+    DEFAULT_PODS,
+    Kubelet,
+    Pod,
+    PodSpec,
+    ProjectedToken,
+    schedule_pod,
+    write_private,
+)
+from devcluster.registry import Registry
+from devcluster.tls import write_tls_material
+from devcluster.tokenreview import Authenticator
+from domain.ports import Clock
+
+__all__ = ["KEY_FAULTS", "REVIEW_FAULTS", "Cluster", "Faults"]
+
+KEY_FAULTS = ("ok", "outage", "slow", "garbage", "oversized", "malformed", "redirect")
+REVIEW_FAULTS = ("ok", "outage", "slow")
+
+
+@dataclass
+class Faults:
+    """What the admin API has made go wrong: key endpoints, TokenReview, and how slowly."""
+
+    keys: str = "ok"
+    delay_seconds: float = 0.0
+    tokenreview: str = "ok"
+    endpoints: tuple[str, ...] = ("discovery", "jwks")
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "keys": self.keys,
+            "delay_seconds": self.delay_seconds,
+            "tokenreview": self.tokenreview,
+            "endpoints": list(self.endpoints),
+        }
+
+
+class Cluster:
+    """An in-memory cluster: service accounts, pods on one node, a signing keyset, and the
+    kubelet that keeps each pod's projected tokens fresh on disk.
+
+    `tokens` answers TokenRequest, `authenticator` TokenReview (and every API caller),
+    `kubelet` writes the volumes; `registry` holds the objects they all look up.
+    """
+
+    def __init__(
+        self,
+        state_dir: Path,
+        *,
+        token_ttl: int = 3607,
+        pods: Sequence[PodSpec] = DEFAULT_PODS,
+        algorithm: Algorithm = "RS256",
+        clock: Clock = time.time,
+    ) -> None:
+        if token_ttl < 1:
+            raise ValueError("--token-ttl must be at least 1 second")
+        self.state_dir = state_dir.resolve()
+        self.token_ttl = token_ttl
+        self.clock = clock
+        self.issuer = ISSUER
+        self.api_audiences: tuple[str, ...] = (API_AUDIENCE,)
+        self.keyset = FakeKeySet(
+            algorithm, issuer=self.issuer, api_audiences=self.api_audiences, clock=clock
+        )
+        self.admin_token = secrets.token_urlsafe(32)
+        self.counters: collections.Counter[str] = collections.Counter()
+        self.faults = Faults()
+        self.url = ""
+        self.admin_url = ""
+        self.registry = Registry()
+        self.tokens = Issuer(self.keyset, self.registry, self.api_audiences, self.counters, clock)
+        self.authenticator = Authenticator(
+            self.issuer, self.api_audiences, self.keyset, self.registry, clock
+        )
+
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.tls = write_tls_material(self.state_dir, clock)
+        self.kubelet = Kubelet(
+            self.registry.pods, self._projected_token, self.tls.ca_pem, self.counters, clock
+        )
+        # Pod names are new on every start: volumes of an earlier run would only mislead.
+        shutil.rmtree(self.state_dir / "pods", ignore_errors=True)
+        for spec in pods:
+            self.add_pod(spec)
+
+    def add_pod(self, spec: PodSpec) -> Pod:
+        """Schedule a pod: its service account exists, its projected volumes are written."""
+        self.registry.service_account(spec.namespace, spec.service_account, create=True)
+        pod = schedule_pod(spec, self.state_dir / "pods", self.api_audiences, self.token_ttl)
+        self.registry.pods[(pod.namespace, pod.name)] = pod
+        for projection in pod.projections:
+            self.kubelet.write(pod, projection)
+        return pod
+
+    def delete_pod(self, namespace: str, name: str) -> Pod:
+        """Delete a pod: its tokens stop validating and the kubelet stops refreshing them."""
+        pod = self.registry.find_pod(namespace, name)
+        del self.registry.pods[(namespace, name)]
+        self.counters["pods_deleted"] += 1
+        return pod
+
+    def _projected_token(self, pod: Pod, projection: ProjectedToken) -> tuple[str, float]:
+        # The kubelet's TokenRequest for a projection: bound to the pod, as it asked.
+        return self.tokens.issue(
+            pod.namespace,
+            pod.service_account,
+            audiences=projection.audiences,
+            expiration_seconds=projection.expiration_seconds,
+            for_pod=pod,
+        )
+
+    # --- what the cluster tells its users ---------------------------------------------------
+
+    def pod_json(self, pod: Pod) -> dict[str, Any]:
+        extra = {
+            p.audiences[0]: str(p.volume / "token") for p in pod.projections[1:] if p.audiences
+        }
+        account = self.registry.service_account(pod.namespace, pod.service_account)
+        return {
+            "namespace": pod.namespace,
+            "name": pod.name,
+            "uid": pod.uid,
+            "service_account": pod.service_account,
+            "service_account_uid": account.uid,
+            "node": pod.node,
+            "node_uid": self.registry.node.uid,
+            "volume": str(pod.volume),
+            "token_file": str(pod.volume / "token"),
+            "ca_file": str(pod.volume / "ca.crt"),
+            "namespace_file": str(pod.volume / "namespace"),
+            "extra_tokens": extra,
+        }
+
+    def cluster_json(self) -> dict[str, Any]:
+        return {
+            "url": self.url,
+            "ca_file": str(self.tls.ca_file),
+            "issuer": self.issuer,
+            "api_audience": self.api_audiences[0],
+            "discovery_url": f"{self.url}/.well-known/openid-configuration",
+            "jwks_url": f"{self.url}/openid/v1/jwks",
+            "admin_url": self.admin_url,
+            "admin_token": self.admin_token,
+            "pid": os.getpid(),
+            "token_ttl": self.token_ttl,
+            "pods": [self.pod_json(p) for p in self.registry.pods.values()],
+        }
+
+    def write_cluster_json(self) -> Path:
+        """Write DIR/cluster.json atomically (temp file + rename), readable by the user only:
+        it holds the admin token."""
+        path = self.state_dir / "cluster.json"
+        tmp = self.state_dir / f".cluster.json.{os.getpid()}.tmp"
+        write_private(tmp, json.dumps(self.cluster_json(), indent=2).encode() + b"\n")
+        os.replace(tmp, path)
+        return path
