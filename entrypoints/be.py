@@ -18,6 +18,7 @@ from domain.errors import AuthError, Malformed, TokenUnavailable
 from domain.jws import parse_compact
 from domain.ports import TokenSource
 from entrypoints.container import Container
+from entrypoints.httpx_auth import ServiceAccountTokenAuth
 from entrypoints.metrics import LabeledCounter, Registry
 from entrypoints.middleware import token_unavailable_response
 from entrypoints.settings import Settings
@@ -66,22 +67,32 @@ def _view(token: str) -> TokenView:
     return TokenView(token, claims.sub, claims.audiences, expires)
 
 
+class _CountedReads(TokenSource):
+    """be's own token, each read counted by outcome for /metrics."""
+
+    def __init__(self, inner: TokenSource, reads: LabeledCounter) -> None:
+        self._inner = inner
+        self._reads = reads
+
+    def current_token(self) -> str:
+        # Re-read on every call: the kubelet rotates the file (ProjectedTokenFile re-checks it).
+        try:
+            token = self._inner.current_token()
+        except TokenUnavailable:
+            self._reads.inc("unavailable")
+            raise
+        self._reads.inc("ok")
+        return token
+
+
 def _routes(
     settings: Settings,
     token_source: TokenSource,
     client: httpx.AsyncClient,
     calls: LabeledCounter,
-    reads: LabeledCounter,
 ) -> list[HTTPRouteHandler]:
-    def current_token() -> str:
-        # Re-read on every call: the kubelet rotates the file (ProjectedTokenFile re-checks it).
-        try:
-            token = token_source.current_token()
-        except TokenUnavailable:
-            reads.inc("unavailable")
-            raise
-        reads.inc("ok")
-        return token
+    # Our token goes to be2's origin only, whatever a redirect or a proxy would say.
+    auth = ServiceAccountTokenAuth(token_source, origins=[settings.be2_url])
 
     @get(
         "/get-jwt",
@@ -90,7 +101,7 @@ def _routes(
         sync_to_thread=False,
     )
     def get_jwt() -> Response[TokenView]:
-        return Response(_view(current_token()), headers={"Cache-Control": "no-store"})
+        return Response(_view(token_source.current_token()), headers={"Cache-Control": "no-store"})
 
     @get(
         "/call-be2",
@@ -98,11 +109,10 @@ def _routes(
         responses={503: ResponseSpec(_Error, description="The token file cannot be read")},
     )
     async def call_be2() -> Response[Be2Answer]:
-        token = current_token()
         url = f"{settings.be2_url}/validate-auth"
         try:
             async with asyncio.timeout(BE2_TOTAL_SECONDS):
-                status, body = await _get_json(client, url, token)
+                status, body = await _get_json(client, url, auth)
         except (TimeoutError, httpx.HTTPError, OSError) as exc:
             calls.inc("unreachable")
             detail = f"be2 at {settings.be2_url} could not be reached: {type(exc).__name__}"
@@ -118,9 +128,9 @@ def _routes(
     return routes
 
 
-async def _get_json(client: httpx.AsyncClient, url: str, token: str) -> tuple[int, Any]:
-    headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
-    async with client.stream("GET", url, headers=headers) as response:
+async def _get_json(client: httpx.AsyncClient, url: str, auth: httpx.Auth) -> tuple[int, Any]:
+    headers = {"Accept": "application/json"}
+    async with client.stream("GET", url, headers=headers, auth=auth) as response:
         body = bytearray()
         async for chunk in response.aiter_bytes():
             body += chunk
@@ -181,7 +191,7 @@ def create_app(container: Container | None = None) -> Litestar:
         service="be",
         description="Holds its pod's service account token; shows it and calls be2 with it.",
         route_handlers=[
-            *_routes(settings, token_source, client, calls, reads),
+            *_routes(settings, _CountedReads(token_source, reads), client, calls),
             *health_routes(_readiness(token_source), registry),
         ],
         lifespan=[lifespan(container, _starter(container))],

@@ -3,30 +3,23 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
 from litestar import HttpMethod, Litestar, MediaType, Request, get, route
 from litestar.handlers import HTTPRouteHandler
-from litestar.middleware import DefineMiddleware
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.types import Receive, Scope, Send
 
 from domain.errors import AuthError, TokenUnavailable
 from domain.identity import Identity
-from domain.ports import KeyProvider, Lifecycle, TokenSource
+from domain.ports import KeyProvider, TokenSource
 from entrypoints.container import Container
 from entrypoints.metrics import ValidationMetrics
-from entrypoints.middleware import BearerAuthenticationMiddleware, require_subjects
+from entrypoints.plugin import ServiceAccountAuth, require_subjects
 from entrypoints.settings import Settings
-from entrypoints.web import (
-    BEARER_SCHEME,
-    assemble,
-    container_from_environment,
-    health_routes,
-    lifespan,
-)
+from entrypoints.web import assemble, container_from_environment, health_routes
 
 __all__ = ["AuthFailure", "Authenticated", "Protected", "create_app"]
 
@@ -125,7 +118,6 @@ def _routes(settings: Settings) -> list[HTTPRouteHandler]:
         http_method=[HttpMethod.GET, HttpMethod.POST],
         status_code=200,
         summary="Verify the Bearer token and return the caller's identity",
-        security=[{BEARER_SCHEME: []}],
         responses={200: ResponseSpec(Authenticated, description="The caller"), **_FAILURES},
         sync_to_thread=False,
     )
@@ -136,7 +128,6 @@ def _routes(settings: Settings) -> list[HTTPRouteHandler]:
         "/protected",
         summary="Only for the subjects in KSA_ALLOWED_SUBJECTS",
         guards=[require_subjects(settings.policy)],
-        security=[{BEARER_SCHEME: []}],
         responses={
             **_FAILURES,
             403: ResponseSpec(AuthFailure, description="Subject not allowed"),
@@ -168,28 +159,6 @@ def _readiness(
     return readiness
 
 
-def _starter(key_provider: KeyProvider | None) -> Callable[[], Awaitable[None]]:
-    async def start() -> None:
-        if key_provider is None:
-            return
-        # Load the keys before the server accepts traffic; if the key server is down, start
-        # anyway: /readyz says 503 and requests get keys_unavailable until a refresh works.
-        try:
-            if isinstance(key_provider, Lifecycle):
-                await key_provider.start()
-            else:
-                await key_provider.refresh()
-        except AuthError as exc:
-            logger.warning("keys not loaded at start-up: %s", exc.detail)
-        kids = key_provider.known_kids()
-        if kids:
-            logger.info("keys loaded at start-up", extra={"keys": len(kids)})
-        else:
-            logger.warning("no keys at start-up; /readyz answers 503 until they load")
-
-    return start
-
-
 def create_app(container: Container | None = None) -> Litestar:
     """The be2 ASGI app. Without a container, settings come from the environment.
 
@@ -200,23 +169,13 @@ def create_app(container: Container | None = None) -> Litestar:
         container = container_from_environment("be2")
     container.check_dependencies()
     settings = container.settings()
-    # Built now, not on the first request: a bad CA file stops start-up with one line.
-    verifier = container.verifier()
-    key_provider: KeyProvider | None = (
-        container.key_provider() if settings.verifier == "jwks" else None
-    )
-    metrics = ValidationMetrics(verifier, key_provider)
-    token_source = container.token_source()
+    auth = ServiceAccountAuth(container)
+    auth.metrics = metrics = ValidationMetrics(auth.verifier, auth.key_provider)
+    readiness = _readiness(settings, auth.key_provider, container.token_source())
     return assemble(
         service="be2",
         description="Verifies Kubernetes service account tokens (Bearer) and authorizes "
         "callers by subject.",
-        route_handlers=[
-            *_routes(settings),
-            *health_routes(_readiness(settings, key_provider, token_source), metrics.registry),
-        ],
-        middleware=[
-            DefineMiddleware(BearerAuthenticationMiddleware, verifier=verifier, metrics=metrics)
-        ],
-        lifespan=[lifespan(container, _starter(key_provider))],
+        route_handlers=[*_routes(settings), *health_routes(readiness, metrics.registry)],
+        plugins=[auth],
     )

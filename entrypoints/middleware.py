@@ -127,7 +127,7 @@ class BearerAuthenticationMiddleware(AbstractAuthenticationMiddleware):
         app: ASGIApp,
         *,
         verifier: Verifier,
-        metrics: ValidationMetrics,
+        metrics: ValidationMetrics | None = None,
         exclude: list[str] | None = None,
     ) -> None:
         super().__init__(app, exclude=AUTH_EXCLUDE if exclude is None else exclude)
@@ -138,18 +138,22 @@ class BearerAuthenticationMiddleware(AbstractAuthenticationMiddleware):
         self, connection: ASGIConnection[Any, Any, Any, Any]
     ) -> AuthenticationResult:
         started = time.perf_counter()
+        metrics = self.metrics
         try:
             token = bearer_token(connection.scope)
             identity = await self.verifier.verify(token)
         except AuthError as exc:
-            self.metrics.observe(exc.reason, time.perf_counter() - started)
+            if metrics is not None:
+                metrics.observe(exc.reason, time.perf_counter() - started)
             raise
         except Exception as exc:
             # A verifier bug triggered by this input: fail closed for this token, keep serving.
             _log_unexpected("verifier raised", connection.scope, exc)
-            self.metrics.observe(Malformed.reason, time.perf_counter() - started)
+            if metrics is not None:
+                metrics.observe(Malformed.reason, time.perf_counter() - started)
             raise Malformed("the token could not be verified") from None
-        self.metrics.observe("ok", time.perf_counter() - started, stale=identity.stale)
+        if metrics is not None:
+            metrics.observe("ok", time.perf_counter() - started, stale=identity.stale)
         record = record_of(connection.scope)
         if record is not None:
             record.subject = identity.subject

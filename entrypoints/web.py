@@ -13,7 +13,7 @@ from litestar.handlers import HTTPRouteHandler
 from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import JsonRenderPlugin, SwaggerRenderPlugin
-from litestar.openapi.spec import Components, SecurityScheme
+from litestar.plugins import PluginProtocol
 from litestar.types import ExceptionHandlersMap
 
 from entrypoints.container import Container, build_container, close_all
@@ -24,15 +24,12 @@ from entrypoints.middleware import exception_handlers as default_exception_handl
 from entrypoints.settings import check_service_files, load_settings
 
 __all__ = [
-    "BEARER_SCHEME",
     "Readiness",
     "assemble",
     "container_from_environment",
     "health_routes",
     "lifespan",
 ]
-
-BEARER_SCHEME = "BearerAuth"
 
 Readiness = Callable[[], tuple[bool, dict[str, Any]]]
 """No I/O beyond a file read: returns (ready, details) for /readyz."""
@@ -73,11 +70,17 @@ class Health(msgspec.Struct, frozen=True):
 def health_routes(readiness: Readiness, registry: Registry) -> list[HTTPRouteHandler]:
     """`/healthz` (process alive), `/readyz` (the service can do its job), `/metrics`."""
 
-    @get("/healthz", summary="Liveness: the process answers", sync_to_thread=False)
+    # `security=[{}]`: no credentials needed, whatever the app's global requirement says.
+    @get("/healthz", summary="Liveness: the process answers", security=[{}], sync_to_thread=False)
     def healthz() -> Health:
         return Health("ok")
 
-    @get("/readyz", summary="Readiness: the service can do its job", sync_to_thread=False)
+    @get(
+        "/readyz",
+        summary="Readiness: the service can do its job",
+        security=[{}],
+        sync_to_thread=False,
+    )
     def readyz(request: Request[Any, Any, Any]) -> Response[dict[str, Any]]:
         ready, details = readiness()
         if ready:
@@ -94,6 +97,7 @@ def health_routes(readiness: Readiness, registry: Registry) -> list[HTTPRouteHan
 
     @get(
         "/metrics",
+        security=[{}],
         summary="Prometheus metrics (text exposition)",
         media_type=CONTENT_TYPE,
         sync_to_thread=False,
@@ -112,6 +116,7 @@ def assemble(
     middleware: Sequence[DefineMiddleware] = (),
     lifespan: Sequence[Callable[[Litestar], AbstractAsyncContextManager[None]]] = (),
     exception_handlers: ExceptionHandlersMap | None = None,
+    plugins: Sequence[PluginProtocol] = (),
 ) -> Litestar:
     """A Litestar app with our exception handlers, OpenAPI at /schema and one log line a request."""
     app = Litestar(
@@ -119,22 +124,12 @@ def assemble(
         middleware=list(middleware),
         exception_handlers={**default_exception_handlers(), **(exception_handlers or {})},
         lifespan=list(lifespan),
+        plugins=list(plugins),
         openapi_config=OpenAPIConfig(
             title=service,
             version="1.0.0",
             description=description,
             path="/schema",
-            components=Components(
-                security_schemes={
-                    BEARER_SCHEME: SecurityScheme(
-                        type="http",
-                        scheme="bearer",
-                        bearer_format="JWT",
-                        description="A Kubernetes service account token "
-                        "(e.g. the `token` from be's /get-jwt).",
-                    )
-                }
-            ),
             render_plugins=[SwaggerRenderPlugin(path=["/", "/swagger"]), JsonRenderPlugin()],
         ),
         # Our handlers log (scrubbed) what they catch; litestar's own exception logging would

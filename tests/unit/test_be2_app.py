@@ -484,12 +484,15 @@ def test_openapi_has_a_bearer_scheme_used_by_the_protected_routes(
         "bearerFormat": "JWT",
         "description": schema["components"]["securitySchemes"]["BearerAuth"]["description"],
     }
+    # Required everywhere but on health, readiness and metrics, which need no credentials.
+    assert schema["security"] == [{"BearerAuth": []}]
     for path in ("/validate-auth", "/protected"):
         operation = schema["paths"][path]["get"]
-        assert operation["security"] == [{"BearerAuth": []}]
+        assert operation.get("security", schema["security"]) == [{"BearerAuth": []}]
         assert {"200", "401", "503"} <= set(operation["responses"])
     assert "403" in schema["paths"]["/protected"]["get"]["responses"]
-    assert "security" not in schema["paths"]["/healthz"]["get"]
+    for path in ("/healthz", "/readyz", "/metrics"):
+        assert schema["paths"][path]["get"]["security"] == [{}]
 
 
 # --- metrics and logs -----------------------------------------------------------------------
