@@ -6,7 +6,7 @@ import logging
 import re
 import time
 import traceback
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from litestar import Request, Response
@@ -162,18 +162,23 @@ class BearerAuthenticationMiddleware(AbstractAuthenticationMiddleware):
 
 
 def require_subjects(
-    policy: SubjectPolicy,
+    policy: SubjectPolicy | Iterable[str],
 ) -> Callable[[ASGIConnection[Any, Any, Any, Any], BaseRouteHandler], None]:
     """A guard allowing only the subjects the policy allows (an empty policy allows nobody).
 
-    Use on any route behind the authentication middleware: `guards=[require_subjects(p)]`.
+    Use on any route behind the authentication middleware: `guards=[require_subjects(p)]`,
+    with a SubjectPolicy or its entries (`system:serviceaccount:<ns>:<name>` or `...:<ns>:*`).
+
+    Raises:
+        ValueError: an entry that is neither form.
     """
+    allowed = policy if isinstance(policy, SubjectPolicy) else SubjectPolicy.parse(policy)
 
     def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
         user = connection.scope.get("user")
         if not isinstance(user, Identity):
             raise MissingToken("this route needs a verified service account token")
-        if not policy.allows(user.subject):
+        if not allowed.allows(user.subject):
             raise Forbidden(f"{user.subject} is not allowed to use this route")
 
     return guard
