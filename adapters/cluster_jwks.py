@@ -21,7 +21,15 @@ from adapters.kube_http import (
 )
 from domain.errors import KeysUnavailable, TokenUnavailable, UnknownKey
 from domain.jwks import parse_jwks
-from domain.ports import Clock, KeyProvider, Lifecycle, PublicJwk, TokenSource
+from domain.ports import (
+    NO_STATISTICS,
+    Clock,
+    KeyProvider,
+    Lifecycle,
+    PublicJwk,
+    Statistics,
+    TokenSource,
+)
 
 __all__ = ["ClusterJwksConfig", "ClusterJwksKeyProvider"]
 
@@ -104,8 +112,10 @@ class ClusterJwksKeyProvider(KeyProvider, Lifecycle):
         client: httpx.AsyncClient,
         token_source: TokenSource,
         clock: Clock = time.time,
+        statistics: Statistics = NO_STATISTICS,
     ) -> None:
         self.config = config
+        self._statistics = statistics
         self._client = client
         self._token_source = token_source
         self._clock = clock
@@ -260,6 +270,7 @@ class ClusterJwksKeyProvider(KeyProvider, Lifecycle):
             self._failed(f"unexpected {type(exc).__name__}", now)
             return
         self.fetch_outcomes[status] += 1
+        self._statistics.key_fetch(status)
         if self.last_error is not None:
             logger.info("JWKS fetch works again (%d keys)", len(self._keys))
         self.last_error = None
@@ -360,6 +371,7 @@ class ClusterJwksKeyProvider(KeyProvider, Lifecycle):
 
     def _failed(self, reason: str, now: float) -> None:
         self.fetch_outcomes["error"] += 1
+        self._statistics.key_fetch("error")
         first = reason != self.last_error
         self.last_error = reason
         self._failures += 1

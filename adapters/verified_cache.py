@@ -7,7 +7,7 @@ import time
 from collections import OrderedDict
 
 from domain.identity import Identity
-from domain.ports import Clock, KeyProvider, Verifier
+from domain.ports import NO_STATISTICS, Clock, KeyProvider, Statistics, Verifier
 
 __all__ = ["DEFAULT_MAX_ENTRIES", "DEFAULT_TTL_SECONDS", "CachingVerifier"]
 
@@ -31,7 +31,17 @@ class CachingVerifier(Verifier):
     again, so retiring a key takes effect at once rather than after the TTL.
     """
 
-    __slots__ = ("_clock", "_entries", "_inner", "_keys", "_max", "_ttl", "hits", "misses")
+    __slots__ = (
+        "_clock",
+        "_entries",
+        "_inner",
+        "_keys",
+        "_max",
+        "_statistics",
+        "_ttl",
+        "hits",
+        "misses",
+    )
 
     def __init__(
         self,
@@ -40,6 +50,7 @@ class CachingVerifier(Verifier):
         key_provider: KeyProvider | None = None,
         ttl_seconds: float = DEFAULT_TTL_SECONDS,
         max_entries: int = DEFAULT_MAX_ENTRIES,
+        statistics: Statistics = NO_STATISTICS,
     ) -> None:
         if ttl_seconds < 0 or max_entries < 0:
             raise ValueError("ttl_seconds and max_entries must not be negative")
@@ -49,6 +60,7 @@ class CachingVerifier(Verifier):
         self._ttl = ttl_seconds
         self._max = max_entries
         self._entries: OrderedDict[bytes, _Entry] = OrderedDict()
+        self._statistics = statistics
         self.hits = 0
         self.misses = 0
 
@@ -67,9 +79,11 @@ class CachingVerifier(Verifier):
             ):
                 self._entries.move_to_end(digest)
                 self.hits += 1
+                self._statistics.cache_hit()
                 return entry.identity
             del self._entries[digest]
         self.misses += 1
+        self._statistics.cache_miss()
         identity = await self._inner.verify(token)
         if self._max and self._ttl > 0:
             self._remember(digest, identity)

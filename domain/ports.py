@@ -9,7 +9,16 @@ import msgspec
 
 from domain.identity import Identity
 
-__all__ = ["Clock", "KeyProvider", "Lifecycle", "PublicJwk", "TokenSource", "Verifier"]
+__all__ = [
+    "NO_STATISTICS",
+    "Clock",
+    "KeyProvider",
+    "Lifecycle",
+    "PublicJwk",
+    "Statistics",
+    "TokenSource",
+    "Verifier",
+]
 
 Clock = Callable[[], float]
 """Seconds since the epoch; injected so time is testable (`time.time` in production)."""
@@ -77,3 +86,37 @@ class Lifecycle(Protocol):
     async def close(self) -> None:
         """Release what `start` or later calls acquired; safe to call more than once."""
         ...
+
+
+@runtime_checkable
+class Statistics(Protocol):
+    """What adapters count as it happens: metrics in production, nothing by default."""
+
+    def cache_hit(self) -> None:
+        """A token was answered from the verified-token cache."""
+        ...
+
+    def cache_miss(self) -> None:
+        """A token was verified in full."""
+        ...
+
+    def key_fetch(self, outcome: str) -> None:
+        """A discovery/JWKS fetch ended: `ok`, `not_modified` or `error`."""
+        ...
+
+
+class _NoStatistics(Statistics):
+    __slots__ = ()
+
+    def cache_hit(self) -> None:
+        return None
+
+    def cache_miss(self) -> None:
+        return None
+
+    def key_fetch(self, outcome: str) -> None:
+        return None
+
+
+NO_STATISTICS: Statistics = _NoStatistics()
+"""Counts nothing: the default of every adapter that reports statistics."""

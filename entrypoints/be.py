@@ -12,6 +12,7 @@ import msgspec
 from litestar import Litestar, Response, get
 from litestar.handlers import HTTPRouteHandler
 from litestar.openapi.datastructures import ResponseSpec
+from prometheus_client import Counter
 
 from domain.claims import decode_claims
 from domain.errors import AuthError, Malformed, TokenUnavailable
@@ -19,7 +20,7 @@ from domain.jws import parse_compact
 from domain.ports import TokenSource
 from entrypoints.container import Container
 from entrypoints.httpx_auth import ServiceAccountTokenAuth
-from entrypoints.metrics import LabeledCounter, Registry
+from entrypoints.metrics import new_registry
 from entrypoints.middleware import token_unavailable_response
 from entrypoints.settings import Settings
 from entrypoints.web import assemble, container_from_environment, health_routes, lifespan
@@ -70,7 +71,7 @@ def _view(token: str) -> TokenView:
 class _CountedReads(TokenSource):
     """be's own token, each read counted by outcome for /metrics."""
 
-    def __init__(self, inner: TokenSource, reads: LabeledCounter) -> None:
+    def __init__(self, inner: TokenSource, reads: Counter) -> None:
         self._inner = inner
         self._reads = reads
 
@@ -79,9 +80,9 @@ class _CountedReads(TokenSource):
         try:
             token = self._inner.current_token()
         except TokenUnavailable:
-            self._reads.inc("unavailable")
+            self._reads.labels("unavailable").inc()
             raise
-        self._reads.inc("ok")
+        self._reads.labels("ok").inc()
         return token
 
 
@@ -89,7 +90,7 @@ def _routes(
     settings: Settings,
     token_source: TokenSource,
     client: httpx.AsyncClient,
-    calls: LabeledCounter,
+    calls: Counter,
 ) -> list[HTTPRouteHandler]:
     # Our token goes to be2's origin only, whatever a redirect or a proxy would say.
     auth = ServiceAccountTokenAuth(token_source, origins=[settings.be2_url])
@@ -114,12 +115,12 @@ def _routes(
             async with asyncio.timeout(BE2_TOTAL_SECONDS):
                 status, body = await _get_json(client, url, auth)
         except (TimeoutError, httpx.HTTPError, OSError) as exc:
-            calls.inc("unreachable")
+            calls.labels("unreachable").inc()
             detail = f"be2 at {settings.be2_url} could not be reached: {type(exc).__name__}"
             logger.warning(detail)
             answer = Be2Answer(0, None, error="be2_unreachable", detail=detail)
             return Response(answer, status_code=502, headers={"Cache-Control": "no-store"})
-        calls.inc(str(status))
+        calls.labels(str(status)).inc()
         return Response(Be2Answer(status, body), headers={"Cache-Control": "no-store"})
 
     routes: list[HTTPRouteHandler] = [call_be2]
@@ -178,15 +179,17 @@ def create_app(container: Container | None = None) -> Litestar:
     settings = container.settings()
     token_source = container.token_source()
     client = container.be2_client()
-    registry = Registry()
-    reads = LabeledCounter(
-        "ksa_token_reads_total", "Reads of be's own token by outcome.", "outcome", ("ok",)
+    registry = new_registry()
+    reads = Counter(
+        "ksa_token_reads", "Reads of be's own token by outcome.", ["outcome"], registry=registry
     )
-    calls = LabeledCounter(
-        "ksa_be2_calls_total", "Calls to be2's /validate-auth by be2's status.", "status"
+    reads.labels("ok")  # the series exists before the first read
+    calls = Counter(
+        "ksa_be2_calls",
+        "Calls to be2's /validate-auth by be2's status.",
+        ["status"],
+        registry=registry,
     )
-    registry.add(reads.family)
-    registry.add(calls.family)
     app = assemble(
         service="be",
         description="Holds its pod's service account token; shows it and calls be2 with it.",

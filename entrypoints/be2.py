@@ -169,8 +169,8 @@ def create_app(container: Container | None = None) -> Litestar:
         container = container_from_environment("be2")
     container.check_dependencies()
     settings = container.settings()
-    auth = ServiceAccountAuth(container)
-    auth.metrics = metrics = ValidationMetrics(auth.verifier, auth.key_provider)
+    metrics = ValidationMetrics()
+    auth = ServiceAccountAuth(container, metrics=metrics)
     readiness = _readiness(settings, auth.key_provider, container.token_source())
     return assemble(
         service="be2",

@@ -16,7 +16,7 @@ from adapters.projected_token_file import ProjectedTokenFile
 from adapters.static_jwks_file import StaticJwksFile
 from adapters.token_review import TokenReviewConfig, TokenReviewVerifier
 from adapters.verified_cache import CachingVerifier
-from domain.ports import Clock, KeyProvider, TokenSource, Verifier
+from domain.ports import NO_STATISTICS, Clock, KeyProvider, Statistics, TokenSource, Verifier
 from domain.rules import Expectations
 from entrypoints.settings import Settings, SettingsError
 
@@ -71,9 +71,10 @@ def _cluster_keys(
     client: httpx.AsyncClient,
     token_source: TokenSource,
     clock: Clock,
+    statistics: Statistics,
     closers: Closers,
 ) -> ClusterJwksKeyProvider:
-    provider = ClusterJwksKeyProvider(config, client, token_source, clock)
+    provider = ClusterJwksKeyProvider(config, client, token_source, clock, statistics)
     closers.append(provider.close)
     return provider
 
@@ -108,6 +109,8 @@ class Container(containers.DeclarativeContainer):
 
     settings = providers.Dependency(instance_of=Settings)
     clock: providers.Provider[Clock] = providers.Object(time.time)
+    # What adapters count as it happens; the app that exposes metrics overrides it.
+    statistics: providers.Provider[Statistics] = providers.Object(NO_STATISTICS)
     closers: providers.Provider[Closers] = providers.Singleton(list)
 
     token_source: providers.Provider[TokenSource] = providers.Singleton(
@@ -126,6 +129,7 @@ class Container(containers.DeclarativeContainer):
             api_client,
             token_source,
             clock,
+            statistics,
             closers,
         ),
         file=providers.Singleton(StaticJwksFile, settings.provided.jwks_file),
@@ -140,6 +144,7 @@ class Container(containers.DeclarativeContainer):
         providers.Singleton(JoseVerifier, key_provider, expectations, clock),
         clock,
         key_provider=key_provider,
+        statistics=statistics,
     )
     # TokenReview is chosen to see revocations (a deleted pod), so its answers are kept briefly.
     token_review_verifier: providers.Provider[Verifier] = providers.Singleton(
@@ -154,6 +159,7 @@ class Container(containers.DeclarativeContainer):
         clock,
         ttl_seconds=REVIEW_CACHE_TTL_SECONDS,
         max_entries=REVIEW_CACHE_MAX_ENTRIES,
+        statistics=statistics,
     )
     # KSA_VERIFIER: jwks (local signature check) or tokenreview (ask the API server).
     verifier: providers.Provider[Verifier] = providers.Selector(

@@ -30,7 +30,8 @@ from domain.errors import (
 from domain.identity import Identity
 from domain.policy import SubjectPolicy
 from domain.ports import Verifier
-from entrypoints.logs import record_of, scrub
+from entrypoints.access_log import record_of
+from entrypoints.logs import scrub
 from entrypoints.metrics import ValidationMetrics
 
 __all__ = [

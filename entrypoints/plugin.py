@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence, Sized
 from contextlib import asynccontextmanager
 from copy import copy
 
+from dependency_injector import providers
 from litestar import Litestar, Request
 from litestar.config.app import AppConfig
 from litestar.datastructures import State
@@ -69,6 +70,8 @@ class ServiceAccountAuth(InitPluginProtocol):
     ) -> None:
         self._container = container
         settings = container.settings()
+        if metrics is not None:
+            container.statistics.override(providers.Object(metrics))
         # Built now, not on the first request: a bad CA file stops start-up with one line.
         self.verifier: Verifier = container.verifier()
         self.key_provider: KeyProvider | None = (
@@ -76,6 +79,8 @@ class ServiceAccountAuth(InitPluginProtocol):
         )
         self.metrics = metrics
         self.exclude = list(exclude)
+        if metrics is not None and isinstance(self.verifier, Sized):
+            metrics.watch_cache(self.verifier)
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str] = os.environ) -> ServiceAccountAuth:

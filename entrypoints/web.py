@@ -15,10 +15,12 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import JsonRenderPlugin, SwaggerRenderPlugin
 from litestar.plugins import PluginProtocol
 from litestar.types import ExceptionHandlersMap
+from prometheus_client import CollectorRegistry
 
+from entrypoints.access_log import RequestLog, record_of
 from entrypoints.container import Container, build_container, close_all
-from entrypoints.logs import RequestLog, configure_logging, record_of
-from entrypoints.metrics import CONTENT_TYPE, Registry
+from entrypoints.logs import configure_logging
+from entrypoints.metrics import CONTENT_TYPE, render
 from entrypoints.middleware import RETRY_AFTER_SECONDS
 from entrypoints.middleware import exception_handlers as default_exception_handlers
 from entrypoints.settings import check_service_files, load_settings
@@ -67,7 +69,7 @@ class Health(msgspec.Struct, frozen=True):
     status: str
 
 
-def health_routes(readiness: Readiness, registry: Registry) -> list[HTTPRouteHandler]:
+def health_routes(readiness: Readiness, registry: CollectorRegistry) -> list[HTTPRouteHandler]:
     """`/healthz` (process alive), `/readyz` (the service can do its job), `/metrics`."""
 
     # `security=[{}]`: no credentials needed, whatever the app's global requirement says.
@@ -103,7 +105,7 @@ def health_routes(readiness: Readiness, registry: Registry) -> list[HTTPRouteHan
         sync_to_thread=False,
     )
     def metrics() -> Response[bytes]:
-        return Response(registry.render(), media_type=CONTENT_TYPE)
+        return Response(render(registry), media_type=CONTENT_TYPE)
 
     return [healthz, readyz, metrics]
 

@@ -370,7 +370,7 @@ def test_require_subjects_guards_any_route(keyset: FakeKeySet) -> None:
         return {"open": "yes"}
 
     verifier = JoseVerifier(keyset, Expectations.of([ISSUER], [ISSUER]))
-    metrics = ValidationMetrics(verifier)
+    metrics = ValidationMetrics()
     app = Litestar(
         [reports, open_route],
         middleware=[

@@ -8,10 +8,9 @@ import logging
 from collections.abc import Iterator
 
 import pytest
-from prometheus_client.core import Metric
 
-from entrypoints.logs import configure_logging, scrub
-from entrypoints.metrics import Histogram, LabeledCounter, Registry, counter_family
+from entrypoints.logs import configure_logging, flush_logs, scrub
+from entrypoints.metrics import ValidationMetrics, render
 from tests.unit.test_seed_token import SEED_TOKEN
 
 
@@ -49,6 +48,7 @@ def stderr() -> Iterator[io.StringIO]:
         for name in names
     }  # fmt: skip
     yield io.StringIO()
+    flush_logs()
     for name, (handlers, level, disabled) in saved.items():
         logger = logging.getLogger(name)
         logger.handlers[:] = handlers
@@ -64,6 +64,7 @@ def test_json_lines_are_scrubbed_including_extras_and_tracebacks(stderr: io.Stri
         raise ValueError(f"bad token {SEED_TOKEN}")
     except ValueError:
         logger.exception("failed")
+    flush_logs()
     lines = [json.loads(line) for line in stderr.getvalue().splitlines() if line.startswith("{")]
     assert [line["msg"] for line in lines] == ["got [redacted-jwt]", "failed"]
     assert lines[0]["level"] == "INFO" and lines[0]["logger"] == "ksa.test"
@@ -77,42 +78,45 @@ def test_text_format(stderr: io.StringIO) -> None:
     configure_logging("WARNING", "text", stderr)
     logging.getLogger("ksa.test").info("hidden")
     logging.getLogger("ksa.test").warning("shown %s", "here", extra={"reason": "expired"})
+    flush_logs()
     out = stderr.getvalue()
     assert "hidden" not in out
     assert "WARNING ksa.test shown here | reason=expired" in out
 
 
-def test_prometheus_text_exposition() -> None:
-    registry = Registry()
-    labeled = LabeledCounter("b_total", "By result.", "result", initial=("ok",))
-    histogram = Histogram("c_seconds", "Latency.", buckets=(0.1, 1.0))
-    registry.add(lambda: counter_family("a_total", "A counter.", 1))
-    registry.add(labeled.family)
-    registry.add(histogram.family)
-    registry.add(lambda: counter_family("d_total", "From an adapter.", {"ok": 2}, "outcome"))
-    labeled.inc('we"ird\\')
-    histogram.observe(0.05)
-    histogram.observe(0.5)
-    histogram.observe(5.0)
-    assert registry.render().decode() == (
-        "# HELP a_total A counter.\n# TYPE a_total counter\na_total 1.0\n"
-        "# HELP b_total By result.\n# TYPE b_total counter\n"
-        'b_total{result="ok"} 0.0\nb_total{result="we\\"ird\\\\"} 1.0\n'
-        "# HELP c_seconds Latency.\n# TYPE c_seconds histogram\n"
-        'c_seconds_bucket{le="0.1"} 1.0\nc_seconds_bucket{le="1.0"} 2.0\n'
-        'c_seconds_bucket{le="+Inf"} 3.0\nc_seconds_count 3.0\nc_seconds_sum 5.55\n'
-        '# HELP d_total From an adapter.\n# TYPE d_total counter\nd_total{outcome="ok"} 2.0\n'
-    )
+def test_validation_metrics_count_as_things_happen() -> None:
+    metrics = ValidationMetrics()
+    metrics.observe("ok", 0.0002)
+    metrics.observe("ok", 0.003, stale=True)
+    metrics.observe("bad_signature", 5.0)
+    metrics.cache_hit()
+    metrics.cache_miss()
+    metrics.cache_miss()
+    metrics.key_fetch("ok")
+    metrics.key_fetch("error")
+    text = render(metrics.registry).decode()
+    for line in (
+        'ksa_validations_total{result="ok"} 2.0',
+        'ksa_validations_total{result="bad_signature"} 1.0',
+        'ksa_validation_duration_seconds_bucket{le="0.0005"} 1.0',
+        'ksa_validation_duration_seconds_bucket{le="0.005"} 2.0',
+        'ksa_validation_duration_seconds_bucket{le="+Inf"} 3.0',
+        "ksa_validation_duration_seconds_count 3.0",
+        "ksa_stale_tokens_total 1.0",
+        "ksa_verified_cache_hits_total 1.0",
+        "ksa_verified_cache_misses_total 2.0",
+        'ksa_jwks_fetches_total{outcome="ok"} 1.0',
+        'ksa_jwks_fetches_total{outcome="error"} 1.0',
+    ):
+        assert f"\n{line}\n" in text, line
+    assert "_created" not in text  # no creation-time series beside the counters
 
 
-def test_a_failing_source_does_not_break_the_scrape() -> None:
-    def broken() -> Metric:
-        raise RuntimeError("adapter gone")
-
-    registry = Registry()
-    registry.add(broken)
-    registry.add(lambda: counter_family("y_total", "Fine.", 0))
-    assert registry.render() == b"# HELP y_total Fine.\n# TYPE y_total counter\ny_total 0.0\n"
+def test_two_apps_in_one_process_keep_their_own_series() -> None:
+    first, second = ValidationMetrics(), ValidationMetrics()
+    first.observe("ok", 0.001)
+    assert 'ksa_validations_total{result="ok"} 1.0' in render(first.registry).decode()
+    assert 'ksa_validations_total{result="ok"} 0.0' in render(second.registry).decode()
 
 
 @pytest.mark.parametrize(
