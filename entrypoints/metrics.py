@@ -17,8 +17,9 @@ from domain.ports import Statistics
 
 __all__ = ["CONTENT_TYPE", "ValidationMetrics", "new_registry", "render"]
 
-# The classic text format, which generate_latest writes and every Prometheus scrapes.
-CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+# The classic text format, which generate_latest writes and every Prometheus scrapes. Litestar
+# adds `; charset=utf-8` to a text/* media type itself.
+CONTENT_TYPE = "text/plain; version=0.0.4"
 
 # Local verification takes microseconds; a JWKS fetch or a TokenReview tens of milliseconds.
 VALIDATION_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)

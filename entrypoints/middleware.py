@@ -214,6 +214,9 @@ def _answer(
 
 
 _OUTCOMES = {401: "rejected", 403: "forbidden"}
+# What a caller is told when no decision can be made now: the reason code says which part is
+# missing; the specifics (internal URLs, TLS errors) go to the log only.
+_UNAVAILABLE_DETAIL = "the service cannot decide on this token right now; retry after Retry-After"
 
 
 def auth_error_response(request: Request[Any, Any, Any], exc: AuthError) -> Response[Any]:
@@ -227,6 +230,9 @@ def auth_error_response(request: Request[Any, Any, Any], exc: AuthError) -> Resp
         if not isinstance(exc, MissingToken):
             challenge += f', error="invalid_token", error_description="{_quoted(detail)}"'
         headers["WWW-Authenticate"] = challenge
+    elif status == 503:
+        logger.warning("%s: %s", exc.reason, detail)
+        detail = _UNAVAILABLE_DETAIL
     user = request.scope.get("user")
     record = record_of(request.scope)
     if status == 403 and record is not None and isinstance(user, Identity):

@@ -419,6 +419,23 @@ def test_review_unavailable_is_503(keyset: FakeKeySet) -> None:
     assert response.headers["retry-after"].isdigit()
 
 
+def test_a_503_tells_the_caller_nothing_internal(
+    keyset: FakeKeySet, caplog: pytest.LogCaptureFixture
+) -> None:
+    internal = (
+        "TLS with https://10.96.0.1:443/openid/v1/jwks failed: certificate verify failed: "
+        "unable to get local issuer certificate"
+    )
+    verifier = RaisingVerifier(KeysUnavailable(internal))
+    with TestClient(create_app(make_container(keyset, verifier=verifier))) as test_client:
+        response = test_client.get("/validate-auth", headers=bearer(be_token(keyset)))
+    assert_rejected(response, 503, "keys_unavailable")
+    body = response.text
+    assert "10.96.0.1" not in body and "certificate" not in body and "https://" not in body
+    # The specifics are in the log, for the operator.
+    assert any("10.96.0.1" in record.getMessage() for record in caplog.records)
+
+
 # --- never a 500 ----------------------------------------------------------------------------
 
 
@@ -507,7 +524,8 @@ def test_metrics_count_results_latency_and_cache(
     client.get("/validate-auth")
     client.get("/validate-auth", headers=bearer("a.b.c"))
     text = client.get("/metrics").text
-    assert client.get("/metrics").headers["content-type"].startswith("text/plain; version=0.0.4")
+    content_type = client.get("/metrics").headers["content-type"]
+    assert content_type == "text/plain; version=0.0.4; charset=utf-8"
     assert 'ksa_validations_total{result="ok"} 3.0\n' in text
     assert 'ksa_validations_total{result="missing_token"} 1.0\n' in text
     assert 'ksa_validations_total{result="malformed"} 1.0\n' in text
