@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hmac
+import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -13,6 +16,7 @@ from litestar.params import FromPath
 
 from devcluster.cluster import KEY_FAULTS, REVIEW_FAULTS, Cluster, Faults
 from devcluster.issuer import MAX_TOKEN_SECONDS, timestamp
+from devcluster.kubelet import Pod
 from devcluster.status import (
     MAX_BODY_BYTES,
     AnyRequest,
@@ -23,6 +27,7 @@ from devcluster.status import (
     not_found,
     read_json,
 )
+from domain.jws import b64url_encode
 
 __all__ = [
     "create_admin_app",
@@ -30,6 +35,7 @@ __all__ = [
     "retire_signing_key",
     "rotate_signing_key",
     "set_faults",
+    "sign",
     "state",
 ]
 
@@ -50,6 +56,19 @@ COUNTERS = (
 )
 
 Operation = Callable[[Cluster, dict[str, Any]], dict[str, Any]]
+
+# pkg/apis/core/validation: a namespace is a DNS-1123 label (63 at most), a service account name
+# a DNS-1123 subdomain (253 at most): the API server never stores, so never mints for, others.
+_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
+_UNPADDED_BASE64URL = re.compile(r"[A-Za-z0-9_-]*")
+
+
+def _is_label(value: str) -> bool:
+    return len(value) <= 63 and _LABEL.fullmatch(value) is not None
+
+
+def _is_subdomain(value: str) -> bool:
+    return 0 < len(value) <= 253 and all(_LABEL.fullmatch(part) for part in value.split("."))
 
 
 def set_faults(cluster: Cluster, body: Mapping[str, Any]) -> dict[str, Any]:
@@ -91,6 +110,10 @@ def mint(cluster: Cluster, body: Mapping[str, Any]) -> dict[str, Any]:
     kid = body.get("kid")
     if not isinstance(namespace, str) or not isinstance(name, str) or not name:
         raise bad_request("namespace and service_account must be strings")
+    if not _is_label(namespace) or not _is_subdomain(name):
+        raise bad_request(
+            "namespace must be a DNS-1123 label and service_account a DNS-1123 subdomain"
+        )
     if not isinstance(audiences, list) or not all(isinstance(a, str) for a in audiences):
         raise bad_request("audiences must be a list of strings")
     if (
@@ -107,12 +130,8 @@ def mint(cluster: Cluster, body: Mapping[str, Any]) -> dict[str, Any]:
         raise bad_request("issued_at must be seconds since the epoch (0 to 2^33)")
     if kid is not None and kid not in cluster.keyset.published_kids:
         raise not_found("signingkeys", str(kid))
+    pod = _bound_pod(cluster, namespace, name, body.get("pod"))
     cluster.registry.service_account(namespace, name, create=True)
-    pod_name, pod = body.get("pod"), None
-    if pod_name is not None:
-        if not isinstance(pod_name, str):
-            raise bad_request("pod must be a pod name or null")
-        pod = cluster.registry.find_pod(namespace, pod_name)
     token, expires_at = cluster.tokens.issue(
         namespace,
         name,
@@ -123,6 +142,48 @@ def mint(cluster: Cluster, body: Mapping[str, Any]) -> dict[str, Any]:
         key=kid,
     )
     return {"token": token, "expiration_timestamp": timestamp(expires_at)}
+
+
+def _bound_pod(cluster: Cluster, namespace: str, service_account: str, name: Any) -> Pod | None:
+    if name is None:
+        return None
+    if not isinstance(name, str):
+        raise bad_request("pod must be a pod name or null")
+    pod = cluster.registry.find_pod(namespace, name)
+    if pod.service_account != service_account:
+        # TokenRequest's check (pkg/registry/core/serviceaccount/storage/token.go).
+        raise bad_request(
+            f'cannot bind token for serviceaccount "{service_account}" to pod running with '
+            "different serviceaccount name."
+        )
+    return pod
+
+
+def sign(cluster: Cluster, body: Mapping[str, Any]) -> dict[str, Any]:
+    """Sign any header and payload bytes with the current signing key.
+
+    For tests of what verifiers must refuse: tokens kube-apiserver would never mint, with a
+    real signature. `header` and `payload` are unpadded base64url of the raw JSON bytes.
+    """
+    _only(body, "header", "payload")
+    segments = [_raw_segment(body, member) for member in ("header", "payload")]
+    signing_input = ".".join(segments)
+    key = cluster.keyset.signing_key()
+    signature = b64url_encode(key.sign(signing_input.encode("ascii")))
+    return {"token": f"{signing_input}.{signature}", "kid": key.kid}
+
+
+def _raw_segment(body: Mapping[str, Any], member: str) -> str:
+    """The member's bytes as a canonical base64url segment (any bytes: JSON or not)."""
+    value = body.get(member)
+    message = f"{member} must be unpadded base64url of the raw bytes"
+    if not isinstance(value, str) or not _UNPADDED_BASE64URL.fullmatch(value):
+        raise bad_request(message)
+    try:
+        raw = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
+    except (binascii.Error, ValueError):
+        raise bad_request(message) from None
+    return b64url_encode(raw)
 
 
 def rotate_signing_key(cluster: Cluster, body: Mapping[str, Any]) -> dict[str, Any]:
@@ -176,6 +237,7 @@ BODY_OPERATIONS: dict[str, Operation] = {
     "/admin/signing-keys/rotate": rotate_signing_key,
     "/admin/signing-keys/retire": retire_signing_key,
     "/admin/tokens/mint": mint,
+    "/admin/sign": sign,
     "/admin/faults": set_faults,
 }
 

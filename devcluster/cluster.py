@@ -26,7 +26,7 @@ from devcluster.kubelet import (
 )
 from devcluster.registry import Registry
 from devcluster.tls import write_tls_material
-from devcluster.tokenreview import Authenticator
+from devcluster.tokenreview import Authenticator, PublicKeys, RegistryObjects
 from domain.ports import Clock
 
 __all__ = ["KEY_FAULTS", "REVIEW_FAULTS", "Cluster", "Faults"]
@@ -88,7 +88,11 @@ class Cluster:
         self.registry = Registry()
         self.tokens = Issuer(self.keyset, self.registry, self.api_audiences, self.counters, clock)
         self.authenticator = Authenticator(
-            self.issuer, self.api_audiences, self.keyset, self.registry, clock
+            self.issuer,
+            self.api_audiences,
+            PublicKeys.of_keyset(self.keyset),
+            RegistryObjects(self.registry),
+            clock,
         )
 
         self.state_dir.mkdir(parents=True, exist_ok=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import os
@@ -172,6 +173,13 @@ class DevCluster:
         token: str = self.admin("/admin/tokens/mint", body)["token"]
         return token
 
+    def sign(self, header: bytes, payload: bytes) -> str:
+        """These exact header and payload bytes, signed by the current signing key (POST
+        /admin/sign): tokens the cluster would never mint, with a real signature."""
+        body = {"header": _b64url(header), "payload": _b64url(payload)}
+        token: str = self.admin("/admin/sign", body)["token"]
+        return token
+
     @property
     def returncode(self) -> int | None:
         return self.process.poll()
@@ -194,6 +202,10 @@ class DevCluster:
             for name in ("devcluster.stdout", "devcluster.stderr")
             if (self.state_dir / name).exists()
         )
+
+
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
 
 def _load(state_dir: Path, process: subprocess.Popen[bytes]) -> DevCluster | None:

@@ -1,8 +1,11 @@
 """The Verifier contract: one token matrix, the same decisions from every verifier.
 
 JoseVerifier (over the cluster's JWKS, and over a saved JWKS file) and TokenReviewVerifier run
-against the devcluster over real TLS, each bare and behind the CachingVerifier. Then what only
-TokenReview can see: a deleted pod, and the API server's own failures.
+against the devcluster over real TLS, each bare and behind the CachingVerifier. Then tokens
+signed by the cluster's key that kube-apiserver refuses (a member twice, a folded `iss`, typed
+header members, `b64: false`, huge and fractional times, empty bound-object names): every
+verifier refuses them, and the devcluster's own TokenReview answers each as kube-apiserver does.
+Then what only TokenReview can see: a deleted pod, and the API server's own failures.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from adapters.cluster_jwks import ClusterJwksConfig, ClusterJwksKeyProvider
 from adapters.fake_keyset import FakeKeySet
@@ -29,7 +32,7 @@ from adapters.kube_http import api_server_client
 from adapters.memory_token_source import InMemoryTokenSource
 from adapters.projected_token_file import ProjectedTokenFile
 from adapters.static_jwks_file import StaticJwksFile
-from adapters.token_review import TokenReviewConfig, TokenReviewVerifier
+from adapters.token_review import REVIEW_PATH, TokenReviewConfig, TokenReviewVerifier
 from adapters.verified_cache import CachingVerifier
 from domain.errors import AuthError, ReviewUnavailable
 from domain.identity import Identity
@@ -249,6 +252,214 @@ async def test_tokenreview_asks_the_api_server_only_what_it_cannot_decide_itself
             before = verifier.reviews
             assert await _decision(verifier, row.token) == row.reason
             assert verifier.reviews - before == (0 if name in local else 1), name
+
+
+# --- What kube-apiserver refuses, every verifier refuses ------------------------------------------
+#
+# Tokens signed by the cluster's own key (POST /admin/sign) that kube-apiserver would never mint.
+# Each row says, as data read from kube's behaviour (pkg/serviceaccount jwt.go + claims.go on
+# go-jose v2, and its verdicts in tests/data/fidelity), what be2 answers (every verifier, bare or
+# cached) and what kube-apiserver's TokenReview answers (`status.error`; None: authenticated).
+# The emulator's TokenReview is held to the kube column, never to be2's.
+
+Members = list[tuple[str, Any]]
+_INVALID = "invalid bearer token"
+_PRIMITIVE = "[invalid bearer token, go-jose/go-jose: error in cryptographic primitive]"
+_EXPIRED = "[invalid bearer token, service account token has expired]"
+_INVALIDATED = "[invalid bearer token, service account token has been invalidated]"
+
+
+def _duplicate(name: str) -> str:
+    return f"[invalid bearer token, json: duplicate key '{name}' in object]"
+
+
+def _raw(members: Members) -> bytes:
+    """A JSON object of these members in this order, a name twice if asked (json.dumps cannot)."""
+    return ("{" + ",".join(f"{json.dumps(k)}:{json.dumps(v)}" for k, v in members) + "}").encode()
+
+
+def _replace(members: Members, name: str, value: Any) -> Members:
+    return [(key, value if key == name else old) for key, old in members]
+
+
+def _bound(claims: Members, **objects: Any) -> Members:
+    """The claims with `kubernetes.io` bound to exactly `objects` (besides the service account)."""
+    private = dict(claims)["kubernetes.io"]
+    kept = {"namespace": private["namespace"], "serviceaccount": private["serviceaccount"]}
+    return _replace(claims, "kubernetes.io", {**kept, **objects})
+
+
+def _private_jwk() -> dict[str, str]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    numbers = key.private_numbers()
+    point = numbers.public_numbers
+    return {
+        "kty": "EC",
+        "crv": "P-256",
+        "x": _b64(point.x.to_bytes(32, "big")),
+        "y": _b64(point.y.to_bytes(32, "big")),
+        "d": _b64(numbers.private_value.to_bytes(32, "big")),
+    }
+
+
+@dataclass(frozen=True)
+class KubeRow:
+    """How to change the valid token's (header, claims), and the answers expected for it."""
+
+    change: Callable[[Members, Members, int], tuple[Members, Members]]
+    reason: str | None  # be2's, from every verifier
+    kube: str | None  # kube-apiserver's TokenReview status.error
+
+
+def _claims(change: Callable[[Members, int], Members]) -> Callable[..., tuple[Members, Members]]:
+    return lambda header, claims, now: (header, change(claims, now))
+
+
+def _header(change: Callable[[Members], Members]) -> Callable[..., tuple[Members, Members]]:
+    return lambda header, claims, now: (change(header), claims)
+
+
+ADMIN = "system:serviceaccount:default:admin"
+KUBE_ROWS: dict[str, KubeRow] = {
+    # A member twice: go-jose's JSON refuses it in the claims, and in the header (not kube's).
+    "duplicate_iss": KubeRow(
+        _claims(lambda c, _: [("iss", OTHER_ISSUER), *c]), "malformed", _duplicate("iss")
+    ),
+    "duplicate_sub": KubeRow(
+        _claims(lambda c, _: [("sub", ADMIN), *c]), "malformed", _duplicate("sub")
+    ),
+    "duplicate_aud": KubeRow(
+        _claims(lambda c, _: [("aud", ["someone-else"]), *c]), "malformed", _duplicate("aud")
+    ),
+    "duplicate_exp": KubeRow(
+        _claims(lambda c, now: [("exp", now - 3600), *c]), "malformed", _duplicate("exp")
+    ),
+    "duplicate_kubernetes_io": KubeRow(
+        _claims(lambda c, _: [("kubernetes.io", {"namespace": "kube-system"}), *c]),
+        "malformed",
+        _duplicate("kubernetes.io"),
+    ),
+    "duplicate_alg": KubeRow(_header(lambda h: [("alg", "none"), *h]), "malformed", _INVALID),
+    "duplicate_kid": KubeRow(_header(lambda h: [("kid", "unknown"), *h]), "malformed", _INVALID),
+    # encoding/json (the issuer pre-check) folds names and keeps the last: another issuer's token.
+    "iss_then_ISS_other": KubeRow(
+        _claims(lambda c, _: [*c, ("ISS", OTHER_ISSUER)]), "malformed", _INVALID
+    ),
+    "iss_then_long_s_other": KubeRow(
+        _claims(lambda c, _: [*c, ("i\u017f\u017f", OTHER_ISSUER)]), "malformed", _INVALID
+    ),
+    # Header members go-jose types: one that does not parse makes the token not kube's.
+    "jwk_rsa_without_n": KubeRow(
+        _header(lambda h: [*h, ("jwk", {"kty": "RSA", "e": "AQAB"})]), "malformed", _INVALID
+    ),
+    "jwk_a_string": KubeRow(_header(lambda h: [*h, ("jwk", "abc")]), "malformed", _INVALID),
+    "jwk_a_private_key": KubeRow(
+        _header(lambda h: [*h, ("jwk", _private_jwk())]), "malformed", _INVALID
+    ),
+    "jwk_junk": KubeRow(_header(lambda h: [*h, ("jwk", {"kty": "XYZ"})]), "malformed", _INVALID),
+    "x5c_not_base64": KubeRow(
+        _header(lambda h: [*h, ("x5c", ["not base64!!"])]), "malformed", _INVALID
+    ),
+    "x5c_not_a_certificate": KubeRow(
+        _header(lambda h: [*h, ("x5c", ["aGVsbG8="])]), "malformed", _INVALID
+    ),
+    "x5c_not_a_list": KubeRow(_header(lambda h: [*h, ("x5c", "abc")]), "malformed", _INVALID),
+    "nonce_a_number": KubeRow(_header(lambda h: [*h, ("nonce", 5)]), "malformed", _INVALID),
+    # go-jose verifies a b64:false token over the raw payload: a normal signature fails.
+    "b64_false": KubeRow(_header(lambda h: [*h, ("b64", False)]), "malformed", _PRIMITIVE),
+    # NumericDate: int64(float64), then time.Unix; beyond Go's time it wraps: expired.
+    "exp_1e20": KubeRow(_claims(lambda c, _: _replace(c, "exp", 1e20)), "expired", _EXPIRED),
+    "exp_2_to_64": KubeRow(_claims(lambda c, _: _replace(c, "exp", 2**64)), "expired", _EXPIRED),
+    # Whole seconds: 0.999 s inside the leeway, but its second is past it.
+    "exp_fraction_at_the_leeway": KubeRow(
+        _claims(lambda c, now: _replace(c, "exp", now - 60 + 0.999)), "expired", _EXPIRED
+    ),
+    # A bound object with an empty name is never found: invalidated.
+    "pod_name_empty": KubeRow(
+        _claims(
+            lambda c, _: _bound(
+                c, pod={"name": "", "uid": "u"}, node=dict(c)["kubernetes.io"]["node"]
+            )
+        ),
+        "malformed",
+        _INVALIDATED,
+    ),
+    "secret_name_empty": KubeRow(
+        _claims(lambda c, _: _bound(c, secret={"name": "", "uid": "u"})), "malformed", _INVALIDATED
+    ),
+    "node_name_empty": KubeRow(
+        _claims(lambda c, _: _bound(c, node={"name": "", "uid": "u"})), "malformed", _INVALIDATED
+    ),
+}
+# Controls: what kube-apiserver accepts. be2 too, or it is stricter (the README's table).
+KUBE_CONTROLS: dict[str, KubeRow] = {
+    "signed_as_minted": KubeRow(_claims(lambda c, _: c), None, None),
+    "ISS_other_then_iss": KubeRow(_claims(lambda c, _: [("ISS", OTHER_ISSUER), *c]), None, None),
+    "nbf_1e20_wraps_to_the_past": KubeRow(
+        _claims(lambda c, _: _replace(c, "nbf", 1e20)), "not_yet_valid", None
+    ),
+    "jku_is_not_typed": KubeRow(
+        _header(lambda h: [*h, ("jku", "https://evil.example/jwks.json")]), "malformed", None
+    ),
+}
+
+
+@pytest.fixture(scope="module")
+def kube_token(devcluster: DevCluster, matrix: dict[str, Row]) -> Callable[[str], str]:
+    """Sign a row's token now: the valid token's header and claims, changed as the row says.
+
+    Signed just before use: the fractional `exp` row tells truncation apart only while the
+    second has not turned (tests/unit/test_devcluster_fidelity.py has it with a fixed clock).
+    """
+    valid = matrix["valid"].token
+    header: Members = list(json.loads(_unb64(valid.split(".")[0])).items())
+    claims: Members = list(json.loads(_unb64(valid.split(".")[1])).items())
+
+    def token(name: str) -> str:
+        row = {**KUBE_ROWS, **KUBE_CONTROLS}[name]
+        changed_header, changed_claims = row.change(header, claims, int(time.time()))
+        return devcluster.sign(_raw(changed_header), _raw(changed_claims))
+
+    return token
+
+
+@pytest.mark.parametrize("row", [*KUBE_ROWS, *KUBE_CONTROLS])
+@pytest.mark.parametrize("kind", VERIFIERS)
+async def test_every_verifier_refuses_what_kube_refuses(
+    devcluster: DevCluster,
+    kube_token: Callable[[str], str],
+    tmp_path: Path,
+    kind: str,
+    row: str,
+) -> None:
+    expected = {**KUBE_ROWS, **KUBE_CONTROLS}[row].reason
+    async with verifier_of(kind, devcluster, tmp_path) as verifier:
+        token = kube_token(row)
+        assert await _decision(verifier, token) == expected
+        assert await _decision(verifier, token) == expected
+
+
+@pytest.mark.parametrize("row", [*KUBE_ROWS, *KUBE_CONTROLS])
+def test_the_api_servers_tokenreview_answers_as_kube_does(
+    devcluster: DevCluster, kube_token: Callable[[str], str], row: str
+) -> None:
+    expected = {**KUBE_ROWS, **KUBE_CONTROLS}[row].kube
+    bearer = {"Authorization": f"Bearer {devcluster.pod('be2').token()}"}
+    with devcluster.client() as client:
+        body = {
+            "apiVersion": "authentication.k8s.io/v1",
+            "kind": "TokenReview",
+            "spec": {"token": kube_token(row), "audiences": [AUDIENCE]},
+        }
+        response = client.post(REVIEW_PATH, json=body, headers=bearer)
+    assert response.status_code == 201
+    status = response.json()["status"]
+    assert (status.get("authenticated", False), status.get("error")) == (expected is None, expected)
+
+
+def test_every_class_row_is_refused_by_kube() -> None:
+    assert all(row.kube is not None and row.reason is not None for row in KUBE_ROWS.values())
+    assert all(row.kube is None for row in KUBE_CONTROLS.values())
 
 
 @pytest.fixture
