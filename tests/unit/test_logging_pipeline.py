@@ -15,6 +15,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from litestar import Litestar, get
+from litestar.params import FromPath
 from litestar.testing import TestClient
 
 from entrypoints import logs as ksa_logging
@@ -67,7 +68,7 @@ def test_flush_writes_everything_and_logging_goes_on(tmp_path: Path) -> None:
 
 def _app() -> RequestLog:
     @get("/validate-auth/{rest:str}", sync_to_thread=False)
-    def anything(rest: str) -> str:
+    def anything(rest: FromPath[str]) -> str:
         return "ok"
 
     # logging_config=None: Litestar would otherwise configure logging itself at start-up.
