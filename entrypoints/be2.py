@@ -7,17 +7,17 @@ from collections.abc import Callable
 from typing import Any
 
 import msgspec
-from litestar import HttpMethod, Litestar, MediaType, Request, get, route
+from litestar import HttpMethod, Litestar, Request, get, route
 from litestar.handlers import HTTPRouteHandler
 from litestar.openapi.datastructures import ResponseSpec
-from litestar.types import Receive, Scope, Send
+from litestar.types import Scope
 
 from domain.errors import AuthError, TokenUnavailable
 from domain.identity import Identity
 from domain.ports import KeyProvider, TokenSource
 from entrypoints.container import Container
 from entrypoints.metrics import ValidationMetrics
-from entrypoints.plugin import ServiceAccountAuth, require_subjects
+from entrypoints.plugin import AuthenticatedRequest, ServiceAccountAuth, require_subjects
 from entrypoints.settings import Settings
 from entrypoints.web import assemble, container_from_environment, health_routes
 
@@ -76,43 +76,7 @@ def _identity(scope: Scope) -> Identity:
     return user
 
 
-class _CallerAnswer:
-    """/validate-auth's 200: an ASGI app answering with the caller the middleware verified
-    (`scope["user"]`, which is `request.user`) as `Authenticated` JSON.
-
-    Litestar passes an ASGI app returned by a handler straight through, so no Request, Response
-    or encoding is built per request: the verified cache hands back the same Identity object
-    for the same token, and its body is encoded once. Keyed by object identity (each entry keeps
-    its Identity alive, so the id is not reused); bounded: when full, it starts over.
-    """
-
-    __slots__ = ("answers", "max_entries")
-
-    def __init__(self, max_entries: int = 1024) -> None:
-        self.max_entries = max_entries
-        self.answers: dict[int, tuple[Identity, bytes, tuple[tuple[bytes, bytes], ...]]] = {}
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        identity = _identity(scope)
-        entry = self.answers.get(id(identity))
-        if entry is None or entry[0] is not identity:
-            body = msgspec.json.encode(Authenticated.of(identity))
-            headers = (
-                (b"content-type", MediaType.JSON.value.encode()),
-                (b"content-length", str(len(body)).encode()),
-            )
-            entry = (identity, body, headers)
-            if len(self.answers) >= self.max_entries:
-                self.answers.clear()
-            self.answers[id(identity)] = entry
-        await send({"type": "http.response.start", "status": 200, "headers": list(entry[2])})
-        await send({"type": "http.response.body", "body": entry[1], "more_body": False})
-
-
 def _routes(settings: Settings) -> list[HTTPRouteHandler]:
-    # Built per app: a handler object belongs to the app it is registered on.
-    answer = _CallerAnswer()
-
     @route(
         "/validate-auth",
         http_method=[HttpMethod.GET, HttpMethod.POST],
@@ -121,8 +85,8 @@ def _routes(settings: Settings) -> list[HTTPRouteHandler]:
         responses={200: ResponseSpec(Authenticated, description="The caller"), **_FAILURES},
         sync_to_thread=False,
     )
-    def validate_auth() -> _CallerAnswer:
-        return answer
+    def validate_auth(request: AuthenticatedRequest) -> Authenticated:
+        return Authenticated.of(_identity(request.scope))
 
     @get(
         "/protected",

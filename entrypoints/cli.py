@@ -6,6 +6,9 @@ import argparse
 import importlib
 import sys
 from collections.abc import Callable, Sequence
+from importlib import metadata
+
+from entrypoints.serve import DEFAULT_SERVER
 
 # subcommand -> "module:function"; the function takes the parsed arguments and returns the exit
 # code. Modules are imported only when their subcommand runs, so `ksa-auth decode` stays fast.
@@ -22,28 +25,57 @@ HANDLERS = {
 DEVELOPMENT_PACKAGE = "devcluster"
 
 
+# What each command reads from the environment (the README's settings table has them all).
+_BE2_VARIABLES = (
+    "KSA_TOKEN_FILE, KSA_CA_FILE, KSA_API_SERVER, KSA_ISSUER, KSA_DISCOVERY_URL, KSA_JWKS_URL, "
+    "KSA_AUDIENCES, KSA_VERIFIER, KSA_JWKS_FILE, KSA_LEEWAY_SECONDS"
+)
+_SERVE_VARIABLES = (
+    f"be reads KSA_TOKEN_FILE, KSA_BE2_URL, KSA_EXPOSE_TOKEN; be2 reads {_BE2_VARIABLES}, "
+    "KSA_ALLOWED_SUBJECTS; both read KSA_LOG_LEVEL, KSA_LOG_FORMAT."
+)
+EXIT_CODES = "Exit codes: 0 ok, 1 rejected (a token or a step), 2 usage or settings."
+
+
+def _command(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser], name: str, text: str, reads: str
+) -> argparse.ArgumentParser:
+    return commands.add_parser(
+        name,
+        help=text,
+        description=text,
+        epilog=f"{reads} {EXIT_CODES}",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ksa-auth",
         description="Kubernetes ServiceAccount JWT authentication between services.",
+        epilog=EXIT_CODES,
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    serve = commands.add_parser("serve", help="run be or be2 with settings from the environment")
-    serve.add_argument("service", choices=["be", "be2"])
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8000)
-    serve.add_argument("--server", choices=["uvicorn", "granian"], default=None)
+    serve = _command(
+        commands, "serve", "run be or be2 with settings from the environment", _SERVE_VARIABLES
+    )
+    serve.add_argument("service", choices=["be", "be2"], help="which service")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    serve.add_argument("--port", type=int, default=8000, help="port to listen on")
+    serve.add_argument(
+        "--server", choices=["uvicorn", "granian"], default=DEFAULT_SERVER, help="ASGI server"
+    )
 
-    cluster = commands.add_parser("devcluster", help="run the local cluster emulator only")
+    cluster = _command(
+        commands, "devcluster", "run the local cluster emulator only", "Reads no KSA_* variable."
+    )
     cluster.add_argument("--state-dir", required=True, help="where volumes, CA and cluster.json go")
     cluster.add_argument("--port", type=int, default=0, help="HTTPS port (0: a free port)")
     cluster.add_argument("--admin-port", type=int, default=0, help="admin port (0: a free port)")
     cluster.add_argument(
-        "--token-ttl",
-        type=int,
-        default=3607,
-        help="seconds a projected token lives (kubelet: 3607)",
+        "--token-ttl", type=int, default=3607, help="seconds a projected token lives (as kubelet)"
     )
     cluster.add_argument(
         "--pod",
@@ -57,17 +89,32 @@ def build_parser() -> argparse.ArgumentParser:
         ("up", "start devcluster, be and be2, run the flow, serve until Ctrl-C"),
         ("demo", "start devcluster, be and be2, run the flow once, exit 0 only if all passed"),
     ):
-        stack = commands.add_parser(name, help=text)
-        stack.add_argument("--state-dir", default=None, help="default: a temporary directory")
-        stack.add_argument("--token-ttl", type=int, default=3607)
+        stack = _command(commands, name, text, "Sets the services' KSA_* variables itself.")
+        stack.add_argument("--state-dir", default=None, help="kept; default: a temporary directory")
+        stack.add_argument("--token-ttl", type=int, default=3607, help="seconds a token lives")
 
-    for name, text in (
-        ("decode", "print header and claims, UNVERIFIED, with the SA identity and times"),
-        ("verify", "verify with the be2 settings: exit 0 + identity JSON, or 1 + reason"),
-    ):
-        sub = commands.add_parser(name, help=text)
-        sub.add_argument("token", nargs="?", default="-", help="the token, or - for stdin")
+    decode = _command(
+        commands,
+        "decode",
+        "print header and claims, UNVERIFIED, with the SA identity and times",
+        "Reads no KSA_* variable.",
+    )
+    decode.add_argument("token", nargs="?", default="-", help="the token, or - for stdin")
+    verify = _command(
+        commands,
+        "verify",
+        "verify with the be2 settings: exit 0 + identity JSON, or 1 + reason",
+        f"Reads {_BE2_VARIABLES}.",
+    )
+    verify.add_argument("token", nargs="?", default="-", help="the token, or - for stdin")
     return parser
+
+
+def _version() -> str:
+    try:
+        return metadata.version("ksa-auth")
+    except metadata.PackageNotFoundError:  # run from a checkout that was never installed
+        return "unknown"
 
 
 def _handler(command: str) -> Callable[[argparse.Namespace], int] | None:

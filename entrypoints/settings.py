@@ -10,6 +10,8 @@ from urllib.parse import urlsplit
 
 import msgspec
 
+from adapters.static_jwks_file import MAX_JWKS_FILE_BYTES
+from domain.jwks import parse_jwks
 from domain.policy import SubjectPolicy
 from domain.rules import DEFAULT_LEEWAY_SECONDS
 
@@ -91,6 +93,7 @@ def check_service_files(settings: Settings, service: Literal["be", "be2"]) -> No
         return
     if settings.jwks_file is not None:
         _require_readable("KSA_JWKS_FILE", settings.jwks_file, "the JWKS file")
+        _require_jwks(settings.jwks_file)
         return
     _require_readable("KSA_CA_FILE", settings.ca_file, "the cluster CA certificate")
     _require_readable("KSA_TOKEN_FILE", settings.token_file, "be2's service account token")
@@ -111,6 +114,16 @@ def _require_readable(name: str, path: str, what: str) -> None:
             handle.read(1)
     except OSError as exc:
         raise SettingsError(f"{name}: {what} {path} is not readable ({exc.strerror})") from None
+
+
+def _require_jwks(path: str) -> None:
+    # A file with no usable key is a setting error at start-up, not a 401 on every request.
+    with open(path, "rb") as handle:
+        document = handle.read(MAX_JWKS_FILE_BYTES + 1)
+    try:
+        parse_jwks(document)
+    except ValueError as exc:
+        raise SettingsError(f"KSA_JWKS_FILE: {path}: {exc}") from None
 
 
 def _parse(name: str, value: str, parse: Callable[[str], Any]) -> Any:

@@ -21,6 +21,9 @@ from entrypoints.settings import SettingsError, check_service_files, load_settin
 
 __all__ = ["read_token", "render_decode", "run_decode", "run_verify"]
 
+# The argument that means "read the token from standard input".
+STDIN = "-"
+
 
 def read_token(argument: str, stdin: TextIO) -> str:
     """The token from the argument, or stdin for `-`; a pasted `Bearer ` prefix is dropped."""
@@ -156,6 +159,13 @@ def _time_lines(claims: Claims, now: float) -> list[str]:
 
 def run_decode(args: argparse.Namespace) -> int:
     """`ksa-auth decode [TOKEN|-]`: 0 and the report, or 1 and one line saying why not."""
+    if args.token == STDIN and sys.stdin.isatty():
+        # Nothing piped in: say how to use it rather than wait for input in silence.
+        print(
+            "ksa-auth decode: give a token, or pipe one in: ksa-auth decode - < token",
+            file=sys.stderr,
+        )
+        return 2
     token = read_token(args.token, sys.stdin)
     try:
         sys.stdout.write(render_decode(token, time.time()))

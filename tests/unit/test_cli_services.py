@@ -120,3 +120,56 @@ def test_verify_with_bad_settings_exits_2(
     monkeypatch.setenv("KSA_JWKS_FILE", "/nonexistent/jwks.json")
     assert main(["verify", "a.b.c"]) == 2
     assert capsys.readouterr().err.startswith("ksa-auth verify: KSA_JWKS_FILE: ")
+
+
+def test_version_and_help_show_defaults_variables_and_exit_codes() -> None:
+    version = subprocess.run(
+        [sys.executable, "-m", "entrypoints.cli", "--version"],
+        capture_output=True, text=True, check=False, timeout=60,
+    )  # fmt: skip
+    assert version.returncode == 0 and version.stdout.startswith("ksa-auth ")
+    for command, shown in (
+        (
+            "serve",
+            ("(default: 127.0.0.1)", "(default: 8000)", "(default: granian)", "KSA_LOG_FORMAT"),
+        ),
+        ("verify", ("KSA_JWKS_FILE", "KSA_AUDIENCES")),
+        ("devcluster", ("(default: 3607)", "(default: 0)")),
+    ):
+        result = subprocess.run(
+            [sys.executable, "-m", "entrypoints.cli", command, "--help"],
+            capture_output=True, text=True, check=False, timeout=60,
+        )  # fmt: skip
+        text = " ".join(result.stdout.split())
+        assert result.returncode == 0
+        for needle in (*shown, "Exit codes: 0 ok, 1 rejected"):
+            assert needle in text, (command, needle)
+
+
+def test_a_garbage_jwks_file_is_a_setting_error_like_a_missing_one(tmp_path: Path) -> None:
+    garbage = tmp_path / "jwks.json"
+    garbage.write_text("not json")
+    for path in (garbage, tmp_path / "missing.json"):
+        result = subprocess.run(
+            [sys.executable, "-m", "entrypoints.cli", "verify", "a.b.c"],
+            capture_output=True, text=True, check=False, timeout=60,
+            env={**os.environ, "KSA_JWKS_FILE": str(path)},
+        )  # fmt: skip
+        assert result.returncode == 2, result.stderr
+        assert result.stderr.count("\n") == 1 and "KSA_JWKS_FILE" in result.stderr
+
+
+def test_decode_on_a_terminal_with_no_token_says_how_to_use_it() -> None:
+    import pty
+
+    leader, follower = pty.openpty()
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "entrypoints.cli", "decode"],
+            stdin=follower, capture_output=True, text=True, check=False, timeout=60,
+        )  # fmt: skip
+    finally:
+        os.close(leader)
+        os.close(follower)
+    assert result.returncode == 2
+    assert "pipe one in" in result.stderr and result.stderr.count("\n") == 1

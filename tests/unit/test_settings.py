@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
 import pytest
 
+from adapters.fake_keyset import FakeKeySet
 from domain.policy import SubjectPolicy
 from entrypoints.settings import (
     VARIABLES,
@@ -213,6 +215,9 @@ def test_a_jwks_file_replaces_the_ca_and_token(tmp_path: Path) -> None:
     with pytest.raises(SettingsError, match=r"^KSA_JWKS_FILE: the JWKS file .* does not exist$"):
         check_service_files(settings, "be2")
     keys.write_text('{"keys": []}')
+    with pytest.raises(SettingsError, match=r"^KSA_JWKS_FILE: .*no usable signing key"):
+        check_service_files(settings, "be2")  # an empty JWKS cannot verify anything
+    keys.write_text(json.dumps(FakeKeySet().jwks()))
     check_service_files(settings, "be2")  # no CA, no token needed
 
 
