@@ -25,6 +25,7 @@ __all__ = [
     "installed_json_handler",
     "json_line",
     "scrub",
+    "server_log_config",
     "utc_millis",
 ]
 
@@ -229,6 +230,25 @@ def configure_logging(
     root.addHandler(handler)
     root.setLevel(level)
     _quiet_noisy_loggers()
+
+
+def server_log_config(fmt: Literal["json", "text"]) -> dict[str, Any]:
+    """A logging.config dict for the ASGI server's own logger (granian's `_granian`): our
+    format, through the scrubber, to stderr."""
+    formatter = JsonFormatter if fmt == "json" else TextFormatter
+    return {
+        "filters": {"scrub": {"()": ScrubFilter}},
+        "formatters": {"ksa": {"()": formatter}},
+        "handlers": {
+            "stderr": {
+                "class": "logging.StreamHandler",
+                "formatter": "ksa",
+                "filters": ["scrub"],
+                "stream": "ext://sys.stderr",
+            }
+        },
+        "loggers": {"_granian": {"handlers": ["stderr"], "level": "INFO", "propagate": False}},
+    }
 
 
 def flush_logs() -> None:

@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import os
+import socket
 import sys
-from typing import Any
+from typing import Any, Literal
 
+from entrypoints.logs import configure_logging, server_log_config
 from entrypoints.settings import SettingsError, check_service_files, load_settings
 
-__all__ = ["DEFAULT_SERVER", "run"]
+__all__ = ["DEFAULT_SERVER", "free_port", "run"]
+
+logger = logging.getLogger("ksa.serve")
 
 # The faster of the two on `make bench` (docs/PERFORMANCE.md); `--server uvicorn` stays available.
 DEFAULT_SERVER = "granian"
@@ -26,14 +31,26 @@ def run(args: argparse.Namespace) -> int:
     try:
         settings = load_settings(os.environ)
         check_service_files(settings, "be2" if service == "be2" else "be")
+        configure_logging(settings.log_level, settings.log_format)
+        # Port 0 is chosen here, so the address logged is the one served.
+        port = args.port or free_port(args.host)
+        logger.info("serving %s on http://%s:%d", service, args.host, port, extra={"port": port})
         if server == "granian":
-            return _granian(service, args.host, args.port)
+            return _granian(service, args.host, port, settings.log_format)
         module = importlib.import_module(f"entrypoints.{service}")
         app = module.create_app()
     except SettingsError as exc:
         print(f"ksa-auth serve {service}: {exc}", file=sys.stderr)
         return 2
-    return _uvicorn(app, args.host, args.port)
+    return _uvicorn(app, args.host, port)
+
+
+def free_port(host: str) -> int:
+    """A port nothing listens on right now."""
+    with socket.socket() as probe:
+        probe.bind((host, 0))
+        port: int = probe.getsockname()[1]
+        return port
 
 
 def _uvicorn(app: Any, host: str, port: int) -> int:
@@ -60,7 +77,7 @@ def _uvicorn(app: Any, host: str, port: int) -> int:
     return 0 if server.started else 1
 
 
-def _granian(service: str, host: str, port: int) -> int:
+def _granian(service: str, host: str, port: int, log_format: Literal["json", "text"]) -> int:
     try:
         from granian.constants import Interfaces
         from granian.server import Server
@@ -76,5 +93,7 @@ def _granian(service: str, host: str, port: int) -> int:
         interface=Interfaces.ASGI,
         factory=True,
         log_access=False,
+        # granian's own lines in our format, scrubbed, on stderr like ours.
+        log_dictconfig=server_log_config(log_format),
     ).serve()
     return 0
