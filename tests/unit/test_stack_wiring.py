@@ -107,3 +107,20 @@ def test_usage_fetches_tokens_by_substitution_and_pins_the_ca(
     jwks = next(c for c in commands if c.endswith("/openid/v1/jwks"))
     assert f"--cacert {cluster.ca_file}" in jwks
     assert "https://127.0.0.1:6443/openid/v1/jwks" in jwks
+
+
+def test_the_newman_command_never_downloads_newman(
+    cluster: ClusterInfo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import devcluster.runner as runner
+
+    stack = Stack(tmp_path, cluster, "http://127.0.0.1:9001", "http://127.0.0.1:9002", (), 1.0)
+    # Without tools/newman installed yet, the pinned one is installed first, not fetched by npx.
+    monkeypatch.setattr(runner, "LOCAL_NEWMAN", Path("tools/newman/not-installed-yet"))
+    [line] = [
+        line for line in usage_text(stack).splitlines() if " run " in line and "newman" in line
+    ]
+    assert "npx" not in line
+    assert "newman && " in line and "make -C " in line
+    checked = subprocess.run(["bash", "-n", "-c", line.strip()], capture_output=True, check=False)
+    assert checked.returncode == 0, checked.stderr
