@@ -267,22 +267,9 @@ class Authenticator:
         namespace, secret, pod, node = claims.namespace, claims.secret, claims.pod, claims.node
         extra: dict[str, list[str]] = {}
         if secret is not None:
-            uid = self.objects.secret_uid(namespace, secret.name)
-            if uid is None:
-                raise _Invalid(_INVALIDATED)
-            if uid != secret.uid:
-                raise _Invalid(
-                    f"secret UID ({uid}) does not match service account secret ref claim "
-                    f"({secret.uid})"
-                )
+            _check_ref("secret", self.objects.secret_uid(namespace, secret.name), secret.uid)
         if pod is not None:
-            uid = self.objects.pod_uid(namespace, pod.name)
-            if uid is None:
-                raise _Invalid(_INVALIDATED)
-            if uid != pod.uid:
-                raise _Invalid(
-                    f"pod UID ({uid}) does not match service account pod ref claim ({pod.uid})"
-                )
+            _check_ref("pod", self.objects.pod_uid(namespace, pod.name), pod.uid)
             if pod.name and pod.uid:
                 extra["authentication.kubernetes.io/pod-name"] = [pod.name]
                 extra["authentication.kubernetes.io/pod-uid"] = [pod.uid]
@@ -300,6 +287,16 @@ class Authenticator:
             if node.uid:
                 extra["authentication.kubernetes.io/node-uid"] = [node.uid]
         return extra
+
+
+def _check_ref(kind: str, found: str | None, claimed: str) -> None:
+    # claims.go: the bound object must still exist, with the UID the token names.
+    if found is None:
+        raise _Invalid(_INVALIDATED)
+    if found != claimed:
+        raise _Invalid(
+            f"{kind} UID ({found}) does not match service account {kind} ref claim ({claimed})"
+        )
 
 
 def token_review(authenticator: Authenticator, body: Any) -> dict[str, Any]:
