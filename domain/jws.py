@@ -9,7 +9,7 @@ import re
 from typing import Any, NamedTuple
 
 from domain.claims import JWT_MAX_BYTES, Header, decode_header
-from domain.errors import Malformed, UnsupportedAlgorithm
+from domain.errors import BadSignature, Malformed, UnsupportedAlgorithm
 
 __all__ = [
     "COMPACT_JWS",
@@ -66,7 +66,7 @@ def parse_compact(token: str) -> CompactJws:
     """Take a compact JWS apart, refusing oversized or misshapen input before any parsing.
 
     Raises:
-        Malformed.
+        Malformed, or BadSignature for a signature not in canonical base64url.
     """
     if len(token) > JWT_MAX_BYTES:
         raise Malformed(f"token is longer than {JWT_MAX_BYTES} bytes")
@@ -78,6 +78,10 @@ def parse_compact(token: str) -> CompactJws:
     if header.b64 is False:
         # RFC 7797: the signature would cover the raw payload; kube-apiserver never signs so.
         raise Malformed("token header sets b64 to false (an unencoded payload)")
+    if signature and b64url_encode(b64url_decode(signature)) != signature:
+        # Unused trailing bits set: the same signature spelt another way (16 spellings of an
+        # RS256 one), which would let one token pass as many.
+        raise BadSignature("token signature is not in canonical base64url")
     return CompactJws(header, b64url_decode(payload_segment), signing_input, signature)
 
 

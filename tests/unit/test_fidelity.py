@@ -60,8 +60,12 @@ STRICTER: dict[str, tuple[tuple[str, ...], frozenset[str]]] = {
         frozenset({"unsupported_algorithm"}),
     ),
     "aud missing or empty": (("aud",), frozenset({"bad_audience"})),
-    "non-canonical base64 in the header or payload": (
-        ("tamper:header non-canonical", "tamper:payload non-canonical"),
+    "non-canonical base64": (
+        (
+            "tamper:header non-canonical",
+            "tamper:payload non-canonical",
+            "sig:non-canonical",
+        ),
         frozenset({"bad_signature"}),
     ),
     "crit, including crit [b64] with b64 true": (("hdr:crit", "hdr:b64"), frozenset({"malformed"})),

@@ -170,3 +170,26 @@ def test_a_pod_bound_token_may_name_its_node_without_a_name() -> None:
         },
     }
     assert validate_claims(decode_claims(json.dumps(claims).encode()), EXPECT, NOW).pod == "be-1"
+
+
+@pytest.mark.parametrize("alg", ["RS256", "ES256"])
+def test_a_signature_has_one_spelling(alg: str) -> None:
+    from adapters.fake_keyset import FakeKeySet
+    from domain.errors import BadSignature
+    from domain.jws import b64url_decode
+
+    token = FakeKeySet(alg).mint(namespace="default", service_account="be-sa")  # type: ignore[arg-type]
+    head, payload, signature = token.split(".")
+    assert parse_compact(token).signature == signature
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    # Other last characters that decode to the same bytes differ only in the unused bits.
+    spellings = [
+        signature[:-1] + char
+        for char in alphabet
+        if char != signature[-1]
+        and b64url_decode(signature[:-1] + char) == b64url_decode(signature)
+    ]
+    assert spellings  # RS256 (256 bytes) and ES256 (64 bytes) both leave unused bits
+    for other in spellings:
+        with pytest.raises(BadSignature, match="canonical"):
+            parse_compact(f"{head}.{payload}.{other}")
