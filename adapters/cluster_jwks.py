@@ -55,7 +55,9 @@ class ClusterJwksConfig(msgspec.Struct, frozen=True, kw_only=True):
     """At most one unknown-kid refresh per this many seconds."""
     default_max_age_seconds: float = 3600.0
     min_max_age_seconds: float = 60.0
-    max_max_age_seconds: float = 86400.0
+    max_max_age_seconds: float = 300.0
+    """KSA_JWKS_REFRESH_SECONDS: keys are fetched again within this, whatever max-age says, so a
+    key the cluster stopped publishing stops being accepted within it too."""
     stale_if_error_seconds: float = 86400.0
     """How long past their max-age the last good keys serve while refreshes fail."""
     refresh_at_fraction: float = 0.8

@@ -63,6 +63,7 @@ def _jwks_config(settings: Settings) -> ClusterJwksConfig:
         issuers=frozenset(settings.issuers),
         jwks_url=settings.jwks_url,
         api_server=settings.api_server,
+        max_max_age_seconds=settings.jwks_refresh_seconds,
     )
 
 

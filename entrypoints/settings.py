@@ -51,6 +51,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     verifier: Literal["jwks", "tokenreview"] = "jwks"
     jwks_file: str | None = None
     leeway_seconds: float = DEFAULT_LEEWAY_SECONDS
+    jwks_refresh_seconds: float = 300.0
     policy: SubjectPolicy = SubjectPolicy()
     be2_url: str = "http://be2"
     expose_token: bool = True
@@ -179,6 +180,17 @@ def _leeway(value: str) -> float:
     return number
 
 
+def _refresh(value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise ValueError(f"{_shown(value)} is not a number of seconds") from None
+    # At least the shortest max-age honoured (60 s); at most a day, the longest.
+    if not 60 <= number <= 86400:
+        raise ValueError(f"{_shown(value)} must be between 60 and 86400 seconds")
+    return number
+
+
 def _boolean(value: str) -> bool:
     lowered = value.lower()
     if lowered in _TRUE:
@@ -240,6 +252,7 @@ _VARIABLES: dict[str, tuple[str, Callable[[str], Any]]] = {
     "KSA_VERIFIER": ("verifier", _choice("jwks", "tokenreview")),
     "KSA_JWKS_FILE": ("jwks_file", _path),
     "KSA_LEEWAY_SECONDS": ("leeway_seconds", _leeway),
+    "KSA_JWKS_REFRESH_SECONDS": ("jwks_refresh_seconds", _refresh),
     "KSA_ALLOWED_SUBJECTS": ("policy", _policy),
     "KSA_BE2_URL": ("be2_url", _http_url),
     "KSA_EXPOSE_TOKEN": ("expose_token", _boolean),

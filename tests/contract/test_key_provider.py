@@ -31,7 +31,7 @@ from adapters.projected_token_file import ProjectedTokenFile
 from adapters.static_jwks_file import StaticJwksFile
 from domain.errors import KeysUnavailable, UnknownKey
 from domain.ports import KeyProvider, PublicJwk, TokenSource
-from tests.devcluster_harness import DevCluster
+from tests.devcluster_harness import DevCluster, DevPod
 from tests.helpers import write_foreign_ca
 
 pytestmark = pytest.mark.anyio
@@ -682,3 +682,39 @@ async def test_a_redirect_to_another_origin_is_not_followed(cluster: DevCluster)
 
 async def _published(provider: KeyProvider) -> list[PublicJwk]:
     return [await provider.get_key(kid) for kid in sorted(provider.known_kids())]
+
+
+async def test_a_retired_key_is_refused_within_the_refresh_bound(
+    fresh_devcluster: DevCluster,
+) -> None:
+    # The devcluster says max-age=3600; the refresh bound (KSA_JWKS_REFRESH_SECONDS, 300 s)
+    # caps it, so a key the cluster stopped publishing is dropped within it, not after 48 min.
+    cluster = fresh_devcluster
+    clock = FakeClock()
+    be2 = cluster.pod("be2")
+    provider, client = _cluster_provider(cluster, clock=clock, token_source=_EachRead(be2))
+    try:
+        await provider.start()
+        [old] = provider.known_kids()
+        new: str = cluster.admin("/admin/signing-keys/rotate")["kid"]
+        cluster.admin("/admin/signing-keys/retire", {"kid": old})
+        # be2's own token was signed by the retired key too: the kubelet replaces it.
+        cluster.admin("/admin/tokens/rotate")
+        assert old in provider.known_kids()  # nothing fetched yet: still trusted
+        clock.now += provider.config.max_max_age_seconds
+        await eventually(lambda: provider.known_kids() == {new}, "a refresh within the bound")
+        with pytest.raises(UnknownKey):
+            await provider.get_key(old)
+    finally:
+        await provider.close()
+        await client.aclose()
+
+
+class _EachRead(TokenSource):
+    """The pod's token file, read on every call (the test moves the provider's clock only)."""
+
+    def __init__(self, pod: DevPod) -> None:
+        self._pod = pod
+
+    def current_token(self) -> str:
+        return self._pod.token()

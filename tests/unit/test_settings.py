@@ -223,3 +223,14 @@ def test_a_jwks_file_replaces_the_ca_and_token(tmp_path: Path) -> None:
 
 def test_be_starts_without_its_token() -> None:
     check_service_files(load_settings({"KSA_TOKEN_FILE": "/nonexistent/token"}), "be")
+
+
+@pytest.mark.parametrize("value", ["59", "86401", "soon", "nan"])
+def test_the_jwks_refresh_bound_is_checked(value: str) -> None:
+    with pytest.raises(SettingsError, match=r"^KSA_JWKS_REFRESH_SECONDS: "):
+        load_settings({"KSA_JWKS_REFRESH_SECONDS": value})
+
+
+def test_the_jwks_refresh_bound_defaults_to_five_minutes() -> None:
+    assert load_settings({}).jwks_refresh_seconds == 300
+    assert load_settings({"KSA_JWKS_REFRESH_SECONDS": "120"}).jwks_refresh_seconds == 120
