@@ -137,7 +137,7 @@ def strict_object(raw: bytes, what: str) -> dict[str, Any]:
         # msgspec refuses bad UTF-8, lone surrogates and out-of-range numbers anywhere (Go would
         # replace or skip them); the standard library's parser then sees every member name.
         msgspec.json.decode(raw)
-        value = json.loads(raw, object_pairs_hook=_unique)
+        value = _STRICT_DECODER.decode(raw.decode("utf-8"))
     except (msgspec.DecodeError, ValueError, RecursionError) as exc:
         raise Malformed(f"token {what}: not valid JSON ({_first_line(exc)})") from None
     if not isinstance(value, dict):
@@ -154,6 +154,10 @@ def _unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
         # go-jose's JSON (used for the header and the claims) rejects a repeated member.
         raise ValueError(f"duplicate member {twice[:64]!r}")
     return members
+
+
+# One decoder, built once (json.loads with a hook would build one per call).
+_STRICT_DECODER = json.JSONDecoder(object_pairs_hook=_unique)
 
 
 def _reads_as_iss(name: str) -> bool:

@@ -47,6 +47,17 @@ def b64url_decode(segment: str) -> bytes:
         raise Malformed("token segments are not valid base64url") from None
 
 
+_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+# Unpadded base64url ending 2 or 3 characters into a 4-character group leaves 4 or 2 bits of
+# its last character unused; canonical encoding sets them to zero (RFC 4648 §3.5).
+_UNUSED_BITS = {2: 0b1111, 3: 0b11}
+
+
+def _canonical(segment: str) -> bool:
+    mask = _UNUSED_BITS.get(len(segment) % 4)
+    return mask is None or not segment or _ALPHABET.find(segment[-1]) & mask == 0
+
+
 def b64url_encode(data: bytes) -> str:
     """Encode as unpadded base64url (RFC 7515 §2)."""
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
@@ -78,7 +89,7 @@ def parse_compact(token: str) -> CompactJws:
     if header.b64 is False:
         # RFC 7797: the signature would cover the raw payload; kube-apiserver never signs so.
         raise Malformed("token header sets b64 to false (an unencoded payload)")
-    if signature and b64url_encode(b64url_decode(signature)) != signature:
+    if not _canonical(signature):
         # Unused trailing bits set: the same signature spelt another way (16 spellings of an
         # RS256 one), which would let one token pass as many.
         raise BadSignature("token signature is not in canonical base64url")
