@@ -183,6 +183,7 @@ def test_build_mounts_left_nothing_in_the_image(image_root: Path, base_root: Pat
     # deploy/image.sh mounts the host's CA bundle and a pip.conf into the build's RUN steps only.
     bundle = Path("etc/ssl/certs/ca-certificates.crt")
     assert _digest(image_root / bundle) == _digest(base_root / bundle)
+    assert (image_root / "root").stat().st_mode == (base_root / "root").stat().st_mode
     assert sorted(p.name for p in (image_root / "root").iterdir()) == sorted(
         p.name for p in (base_root / "root").iterdir()
     )
