@@ -43,6 +43,13 @@ logged() {
     fi
 }
 
+# Replace $1 with stdin in one step: a podman started meanwhile (a container's cleanup, say)
+# reads the old file or the new one, never a half-written one.
+write_file() {
+    cat >"$1.tmp"
+    mv -f "$1.tmp" "$1"
+}
+
 elapsed() {
     local now=$EPOCHREALTIME
     awk -v a="$1" -v b="$now" 'BEGIN { printf "%.1f", b - a }'
@@ -65,7 +72,7 @@ configure() {
     local runroot
     # Run state belongs on /run (cleared at boot), one directory per cache.
     runroot=/run/ksa-auth-containers/$(printf '%s' "$CACHE" | cksum | cut -d' ' -f1)
-    cat >"$CACHE/storage.conf" <<EOF
+    write_file "$CACHE/storage.conf" <<EOF
 [storage]
 driver = "overlay"
 graphroot = "$CACHE/storage"
@@ -78,7 +85,7 @@ EOF
     nproc=$(ulimit -Hu)
     if [ "$nproc" = unlimited ] || [ "$nproc" -gt 32768 ]; then nproc=32768; fi
     [ "$nofile" != unlimited ] || nofile=1048576
-    cat >"$CACHE/containers.conf" <<EOF
+    write_file "$CACHE/containers.conf" <<EOF
 [containers]
 default_ulimits = ["nofile=$nofile:$nofile", "nproc=$nproc:$nproc"]
 # No bridge networks: they need iptables or nftables, which these machines lack.
@@ -91,8 +98,8 @@ EOF
     # The build's HOME: pip reads ~/.config/pip/pip.conf. A bind mount over the existing /root
     # leaves nothing behind, where a mount on a new path (/etc/pip.conf) would leave an empty
     # file in the image.
-    printf '[global]\ncert = /etc/ssl/certs/ca-certificates.crt\n' \
-        >"$CACHE/build-home/.config/pip/pip.conf"
+    printf '[global]\ncert = /etc/ssl/certs/ca-certificates.crt\n' |
+        write_file "$CACHE/build-home/.config/pip/pip.conf"
     export CONTAINERS_STORAGE_CONF=$CACHE/storage.conf CONTAINERS_CONF=$CACHE/containers.conf
 }
 
