@@ -20,6 +20,8 @@ SUITE=bookworm
 BASE_PACKAGES=python3,python3-venv,python3-pip,python-is-python3,ca-certificates,passwd
 # The CA bundle the host's pip trusts (a TLS-inspecting proxy's CA, if any, is in it).
 CA_BUNDLE=${PIP_CERT:-/etc/ssl/certs/ca-certificates.crt}
+# Run state belongs on /run (cleared at boot), one directory per cache.
+RUNROOT=/run/ksa-auth-containers/$(printf '%s' "$CACHE" | cksum | cut -d' ' -f1)
 
 say() { printf 'image: %s\n' "$*"; }
 fail() { printf 'deploy/image.sh: %s\n' "$*" >&2; exit 1; }
@@ -69,14 +71,11 @@ preflight() {
 # changed. Written on every call: the limits are read from this machine as it is now.
 configure() {
     mkdir -p "$CACHE/storage" "$CACHE/build-home/.config/pip"
-    local runroot
-    # Run state belongs on /run (cleared at boot), one directory per cache.
-    runroot=/run/ksa-auth-containers/$(printf '%s' "$CACHE" | cksum | cut -d' ' -f1)
     write_file "$CACHE/storage.conf" <<EOF
 [storage]
 driver = "overlay"
 graphroot = "$CACHE/storage"
-runroot = "$runroot"
+runroot = "$RUNROOT"
 EOF
     local nofile nproc
     nofile=$(ulimit -Hn)
@@ -160,7 +159,7 @@ clean() {
         buildah rm --all >/dev/null
         podman rmi --all --force >/dev/null
     fi
-    rm -rf "$CACHE"
+    rm -rf "$CACHE" "$RUNROOT"
     say "removed $CACHE"
 }
 
