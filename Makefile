@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck imports unit venv newman bench clean
+.PHONY: run test lint typecheck imports unit venv newman bench clean sysdeps image image-clean
 
 # The venv is (re)built when missing or older than pyproject.toml or the lock. The runtime
 # closure is installed exactly as the image ships it (deploy/requirements.lock), so the tests
@@ -34,6 +34,35 @@ $(NEWMAN): $(NEWMAN_DIR)/package.json $(NEWMAN_DIR)/package-lock.json
 
 newman: $(NEWMAN)
 
+# System packages the tests need beyond Python and npm, as command=Debian package: buildah,
+# podman, runc and mmdebstrap build and run the image (`make image`, tests/image); chromium and
+# chromium-driver drive the browser test. As root with apt, whatever is missing is installed;
+# anywhere else one line names it and the target fails, so `make test` fails instead of skipping.
+SYSDEPS := buildah=buildah podman=podman runc=runc mmdebstrap=mmdebstrap \
+	chromium=chromium chromedriver=chromium-driver
+
+sysdeps:
+	@missing=""; \
+	for pair in $(SYSDEPS); do \
+		command -v "$${pair%%=*}" >/dev/null 2>&1 || missing="$$missing $${pair#*=}"; \
+	done; \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	if [ "$$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then \
+		echo "sysdeps: missing Debian packages:$$missing (as root: apt-get install$$missing)" >&2; \
+		exit 1; \
+	fi; \
+	echo "sysdeps: apt-get install$$missing"; \
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+		apt-get install -y -qq --no-install-recommends $$missing >/dev/null
+
+# The image from deploy/Dockerfile, built with buildah on a local Debian base (no Docker engine,
+# no Docker Hub); storage in .cache/containers, so a second build takes seconds.
+image: sysdeps
+	deploy/image.sh build
+
+image-clean:
+	deploy/image.sh clean
+
 run: $(STAMP)
 	$(BIN)/ksa-auth up
 
@@ -50,7 +79,7 @@ imports: $(STAMP)
 unit: $(STAMP) $(NEWMAN)
 	$(BIN)/python -m pytest
 
-test: lint typecheck imports unit
+test: sysdeps lint typecheck imports unit
 
 # Not part of `make test`: micro, HTTP and memory figures against the floor, a Litestar
 # hello-world and the seed's approach, as one table (docs/PERFORMANCE.md). Load from wrk when it

@@ -202,6 +202,8 @@ class Kubelet:
         token, expires_at = self.request_token(pod, projection)
         projection.issued_at = self.clock()
         projection.expires_at = expires_at
+        # Every file 0644, as in kube-api-access (the admission plugin's defaultMode): a
+        # container running as any non-root UID can read its own pod's token.
         write_projected_volume(
             projection.volume,
             {
@@ -209,7 +211,6 @@ class Kubelet:
                 "ca.crt": self.ca_pem,
                 "namespace": pod.namespace.encode(),
             },
-            {"token": 0o600},
         )
         self.counters["token_writes"] += 1
 

@@ -15,6 +15,11 @@ SERVICE_ACCOUNTS = {"be": "be-sa", "be2": "be2-sa"}
 CONTAINER_PORT = 8080
 HARDENED_AUDIENCE = "be2"
 HARDENED_TOKEN_SECONDS = 3600
+# The label a metrics scraper's namespace and pods carry to reach be2 in the hardened overlay.
+SCRAPER_LABEL = "ksa-auth/metrics-scraper"
+# The only permission the TokenReview verifier needs. system:auth-delegator grants it and also
+# create on subjectaccessreviews (bootstrappolicy/policy.go), which be2 never needs.
+TOKENREVIEW_GRANT = ("authentication.k8s.io", "tokenreviews", "create")
 AUTH_DELEGATOR = "system:auth-delegator"
 
 Check = Callable[[list[Document]], list[str]]
@@ -401,8 +406,27 @@ def _projected_token_problems(be: Document, spec: Mapping[str, Any], token_file:
     return [f"{where}: no volume is mounted there (a projected serviceAccountToken must be)"]
 
 
+def is_scraper_peer(peer: Mapping[str, Any]) -> bool:
+    """A peer that admits only pods labelled as the metrics scraper, in namespaces so labelled."""
+    return all(
+        ((peer.get(key) or {}).get("matchLabels") or {}).get(SCRAPER_LABEL) == "true"
+        for key in ("namespaceSelector", "podSelector")
+    )
+
+
+def _peer_problems(
+    where: str, peer: Mapping[str, Any], outsiders: list[dict[str, str]]
+) -> list[str]:
+    if "ipBlock" in peer or "namespaceSelector" in peer:
+        return [f"{where}: peer {peer} admits more than be's pods and the labelled scraper"]
+    selector = peer.get("podSelector") or {}
+    if any(selector_matches(selector, other) for other in outsiders):
+        return [f"{where}: peer podSelector {selector} admits pods other than be"]
+    return []
+
+
 def network_policy_problems(docs: list[Document]) -> list[str]:
-    """be2 is isolated for ingress, and every allowed peer is be's pods and nothing else."""
+    """be2 is isolated for ingress; the allowed peers are be's pods and the labelled scraper."""
     try:
         be, be2, _, _ = _workloads(docs)
     except LookupError as error:
@@ -424,7 +448,7 @@ def network_policy_problems(docs: list[Document]) -> list[str]:
     if not policies:
         return ["NetworkPolicy: none isolates be2's pods for Ingress (anyone can reach be2)"]
     problems: list[str] = []
-    be_allowed = False
+    allowed: set[str] = set()
     server_ports = port_names(container(be2, "be2") or {})
     for policy in policies:
         where = identify(policy)
@@ -436,21 +460,22 @@ def network_policy_problems(docs: list[Document]) -> list[str]:
             peers = rule.get("from")
             if not peers:
                 problems.append(f"{where}: an ingress rule without `from` admits every source")
-                be_allowed = True
+                allowed.add("be")
                 continue
             for peer in peers:
-                if "ipBlock" in peer or "namespaceSelector" in peer:
-                    problems.append(f"{where}: peer {peer} admits more than be's pods")
+                if is_scraper_peer(peer):
+                    allowed.add("scraper")
                     continue
-                selector = peer.get("podSelector") or {}
-                if any(selector_matches(selector, other) for other in outsiders):
-                    problems.append(
-                        f"{where}: peer podSelector {selector} admits pods other than be"
-                    )
-                if selector_matches(selector, be_labels):
-                    be_allowed = True
-    if not be_allowed:
+                problems += _peer_problems(where, peer, outsiders)
+                if selector_matches(peer.get("podSelector") or {}, be_labels):
+                    allowed.add("be")
+    if "be" not in allowed:
         problems.append("NetworkPolicy: no ingress rule lets be's pods reach be2")
+    if "scraper" not in allowed:
+        problems.append(
+            f"NetworkPolicy: no ingress rule lets a metrics scraper ({SCRAPER_LABEL}=true on its "
+            "namespace and pods) reach be2's /metrics"
+        )
     return problems
 
 
@@ -461,17 +486,14 @@ def _be2_verifier(docs: list[Document]) -> str | None:
     return None if isinstance(settings, str) else settings.verifier
 
 
-def _delegator_bindings(docs: list[Document]) -> list[Document]:
-    """ClusterRoleBindings that give be2-sa (in be2's namespace) system:auth-delegator."""
+def be2_bindings(docs: list[Document]) -> list[Document]:
+    """ClusterRoleBindings whose subjects include be2-sa in be2's namespace."""
     be2 = one(docs, "Deployment", "be2")
     namespace = namespace_of(be2) if be2 is not None else ""
     return [
         binding
         for binding in find(docs, "ClusterRoleBinding")
-        if binding.get("roleRef", {}).get("kind") == "ClusterRole"
-        and binding["roleRef"].get("name") == AUTH_DELEGATOR
-        and binding["roleRef"].get("apiGroup") == "rbac.authorization.k8s.io"
-        and any(
+        if any(
             subject.get("kind") == "ServiceAccount"
             and subject.get("name") == "be2-sa"
             and subject.get("namespace") == namespace
@@ -480,26 +502,70 @@ def _delegator_bindings(docs: list[Document]) -> list[Document]:
     ]
 
 
+def role_grants(role: Document) -> tuple[set[tuple[str, str, str]], list[str]]:
+    """(apiGroup, resource, verb) triples a ClusterRole grants, and what cannot be enumerated."""
+    grants: set[tuple[str, str, str]] = set()
+    problems = []
+    if role.get("aggregationRule"):
+        problems.append("aggregates other roles (its rules are whatever they grant)")
+    for rule in role.get("rules") or []:
+        if rule.get("nonResourceURLs"):
+            problems.append(f"grants non-resource URLs {rule['nonResourceURLs']}")
+        groups, resources, verbs = (rule.get(k) or [] for k in ("apiGroups", "resources", "verbs"))
+        if "*" in (*groups, *resources, *verbs):
+            problems.append(f"grants a wildcard: {rule}")
+        grants |= {(g, r, v) for g in groups for r in resources for v in verbs}
+    return grants, problems
+
+
+def _binding_problems(docs: list[Document], binding: Document) -> tuple[bool, list[str]]:
+    """Whether this binding lets be2 create tokenreviews, and what else it grants or hides."""
+    where = identify(binding)
+    ref = binding.get("roleRef") or {}
+    if ref.get("kind") != "ClusterRole" or ref.get("apiGroup") != "rbac.authorization.k8s.io":
+        return False, [f"{where}: roleRef {ref} is not a ClusterRole"]
+    role = one(docs, "ClusterRole", str(ref.get("name")))
+    if role is None:
+        name = ref.get("name")
+        also = " (it also grants create on subjectaccessreviews)" if name == AUTH_DELEGATOR else ""
+        return False, [
+            f"{where}: binds be2-sa to ClusterRole {name}, which the manifests do not define, "
+            f"so what it grants is unchecked{also}"
+        ]
+    grants, unclear = role_grants(role)
+    problems = [f"{identify(role)}: {problem}" for problem in unclear]
+    problems += [
+        f"{identify(role)}: also grants {verb} {group or 'core'}/{resource}"
+        for group, resource, verb in sorted(grants - {TOKENREVIEW_GRANT})
+    ]
+    return TOKENREVIEW_GRANT in grants, problems
+
+
 def jwks_problems(docs: list[Document]) -> list[str]:
     """be2 verifies with JWKS, which needs no RBAC beyond the default discovery binding."""
     problems = []
     if _be2_verifier(docs) != "jwks":
         problems.append(f"Deployment/be2: KSA_VERIFIER is {_be2_verifier(docs)!r}, expected jwks")
-    if _delegator_bindings(docs):
-        problems.append(f"be2-sa is bound to {AUTH_DELEGATOR} but the JWKS verifier needs no RBAC")
+    for binding in be2_bindings(docs):
+        problems.append(f"{identify(binding)} binds be2-sa, but the JWKS verifier needs no RBAC")
     return problems
 
 
 def tokenreview_problems(docs: list[Document]) -> list[str]:
-    """be2 verifies with TokenReview and be2-sa may create tokenreviews."""
+    """be2 verifies with TokenReview; be2-sa may create tokenreviews and do nothing else."""
     problems = []
     if _be2_verifier(docs) != "tokenreview":
         problems.append(
             f"Deployment/be2: KSA_VERIFIER is {_be2_verifier(docs)!r}, expected tokenreview"
         )
-    if not _delegator_bindings(docs):
+    allowed = False
+    for binding in be2_bindings(docs):
+        grants_tokenreview, found = _binding_problems(docs, binding)
+        allowed = allowed or grants_tokenreview
+        problems += found
+    if not allowed:
         problems.append(
-            f"no ClusterRoleBinding gives be2-sa in be2's namespace {AUTH_DELEGATOR} "
+            "no ClusterRoleBinding gives be2-sa in be2's namespace create on tokenreviews "
             "(TokenReview would answer 403)"
         )
     return problems

@@ -1,7 +1,7 @@
 """deploy/Dockerfile, read with BuildKit's parser: slim 3.11 base, locked install, numeric user."""
 
-# There is no Docker engine on the test machines, so the image is never built here: these are
-# the checks that hold without one.
+# The static checks: what the file must say. tests/image builds the image from it with buildah and
+# runs it, which proves the rest.
 
 from __future__ import annotations
 
@@ -17,7 +17,10 @@ from tests.deploy.manifests import ROOT, Document, find
 DOCKERFILE = ROOT / "deploy" / "Dockerfile"
 DOCKERIGNORE = ROOT / "deploy" / "Dockerfile.dockerignore"
 LOCK = "deploy/requirements.lock"
+BUILD_LOCK = "deploy/build-requirements.lock"
 PORT = 8080
+# The project's own wheel, built in the same Dockerfile from the copied sources.
+OWN_WHEEL = re.compile(r"(.*/)?ksa_auth-[^/]*\.whl")
 
 
 def _stages(commands: tuple[dockerfile.Command, ...]) -> list[list[dockerfile.Command]]:
@@ -35,14 +38,42 @@ def _base_image(from_command: dockerfile.Command, args: dict[str, str]) -> str:
     return re.sub(r"\$\{?(\w+)\}?", lambda match: args.get(match.group(1), ""), image)
 
 
-def _pip_installs(run: str) -> list[list[str]]:
-    """The argument lists of every `pip ... install` in a RUN line."""
-    installs = []
+def _pip_commands(run: str, verb: str) -> list[list[str]]:
+    """The argument lists of every `pip ... <verb>` (install, wheel) in a RUN line."""
+    found = []
     for part in re.split(r"&&|;", run):
         words = shlex.split(part)
-        if "pip" in words and "install" in words:
-            installs.append(words[words.index("install") + 1 :])
-    return installs
+        if "pip" in words and verb in words:
+            found.append(words[words.index(verb) + 1 :])
+    return found
+
+
+def _pip_installs(run: str) -> list[list[str]]:
+    """The argument lists of every `pip ... install` in a RUN line."""
+    return _pip_commands(run, "install")
+
+
+def _build_problems(text: str, runs: list[str]) -> list[str]:
+    """Parser directives and source builds: nothing may be fetched unpinned at build time."""
+    problems = []
+    for line in text.splitlines():
+        if not line.startswith("#"):
+            break
+        # BuildKit reads `# syntax=` and pulls that frontend image from a registry first.
+        if re.match(r"#\s*syntax\s*=", line, re.IGNORECASE):
+            problems.append(f"{line!r} makes BuildKit pull a frontend at build time")
+    builds = [w for run in runs for w in _pip_commands(run, "wheel")]
+    builds += [w for run in runs for w in _pip_installs(run) if "." in w]
+    for words in builds:
+        if "--no-build-isolation" not in words:
+            problems.append(
+                f"pip builds {' '.join(words)} in build isolation, which fetches the newest "
+                "build backend at build time"
+            )
+    installs = [w for run in runs for w in _pip_installs(run)]
+    if builds and not any(BUILD_LOCK in words for words in installs):
+        problems.append(f"the build backend is not installed from {BUILD_LOCK}")
+    return problems
 
 
 def image_problems(text: str) -> list[str]:
@@ -83,11 +114,12 @@ def image_problems(text: str) -> list[str]:
             if not w.startswith("-")
             and (i == 0 or words[i - 1] not in ("--requirement", "-r", "--python"))
         ]
-        unpinned = [w for w in targets if w != "." and "==" not in w]
+        unpinned = [w for w in targets if w != "." and "==" not in w and not OWN_WHEEL.fullmatch(w)]
         if unpinned:
             problems.append(f"pip install of unpinned {unpinned}")
     if not any(re.search(r"pip .*\bcheck\b", run) for run in runs):
         problems.append("no `pip check` proves the lock is a consistent closure")
+    problems += _build_problems(text, runs)
     final = stages[-1]
     users = [c.value[0] for c in final if c.cmd == "USER"]
     if not users:
@@ -179,11 +211,25 @@ MISTAKES = [
     ("resolving", lambda t: t.replace("install --no-deps \\", "install \\"), "resolves versions"),
     (
         "unpinned",
-        lambda t: t.replace("install --no-deps .", "install --no-deps . litestar"),
+        lambda t: t.replace("ksa_auth-*.whl \\", "ksa_auth-*.whl litestar \\"),
         "unpinned ['litestar']",
     ),
     ("no-lock", lambda t: t.replace(f"--requirement {LOCK}", "."), f"installed from {LOCK}"),
     ("no-check", lambda t: t.replace("/opt/ksa-auth/bin/python check", "-V"), "pip check"),
+    ("syntax", lambda t: "# syntax=docker/dockerfile:1\n" + t, "pull a frontend"),
+    ("build-isolation", lambda t: t.replace(" --no-build-isolation", ""), "build isolation"),
+    (
+        "unlocked-backend",
+        lambda t: t.replace(f"--requirement {BUILD_LOCK}", "setuptools"),
+        f"not installed from {BUILD_LOCK}",
+    ),
+    (
+        "foreign-wheel",
+        lambda t: t.replace(
+            "/tmp/wheels/ksa_auth-*.whl", "/tmp/wheels/requests-2.0-py3-none-any.whl"
+        ),
+        "unpinned",
+    ),
     ("shell-form", lambda t: t.replace('["ksa-auth"]', "ksa-auth"), "ENTRYPOINT"),
     (
         "context-copy",

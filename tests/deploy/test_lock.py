@@ -124,3 +124,62 @@ def test_generator_refuses_a_dependency_that_is_not_installed() -> None:
     generator = load_generator()
     with pytest.raises(generator.LockError, match="not installed"):
         generator.closure([Requirement("surely-not-installed-ksa-auth-dependency")])
+
+
+BUILD_LOCK = ROOT / "deploy" / "build-requirements.lock"
+
+
+def build_system() -> list[Requirement]:
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    return [Requirement(line) for line in pyproject["build-system"]["requires"]]
+
+
+def build_lock_problems(text: str, requires: list[Requirement]) -> list[str]:
+    """The image's build backend pins: exact, one per [build-system] requirement, within it."""
+    pins, bad = parse_lock(text)
+    problems = [f"not an exact pin: {line}" for line in bad]
+    for requirement in requires:
+        name = canonicalize_name(requirement.name)
+        if name not in pins:
+            problems.append(f"build requirement {requirement} is not pinned")
+        elif not requirement.specifier.contains(pins[name], prereleases=True):
+            problems.append(f"{name}=={pins[name]} does not satisfy [build-system] {requirement}")
+    wanted = {canonicalize_name(r.name) for r in requires}
+    problems += [f"{name} is pinned but not a build requirement" for name in set(pins) - wanted]
+    return problems
+
+
+def test_build_backend_is_pinned_within_the_build_system() -> None:
+    assert build_lock_problems(BUILD_LOCK.read_text(encoding="utf-8"), build_system()) == []
+
+
+def test_setuptools_floor_reads_the_spdx_license() -> None:
+    # An SPDX expression in project.license (PEP 639) is refused by setuptools before 77 ("must
+    # be valid exactly by one definition"); the floor must exclude those versions.
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    assert isinstance(project["license"], str)
+    (setuptools,) = [r for r in build_system() if canonicalize_name(r.name) == "setuptools"]
+    for too_old in ("68.0.0", "76.1.0"):
+        assert not setuptools.specifier.contains(too_old), setuptools
+    assert setuptools.specifier.contains("77.0.3"), setuptools
+
+
+@pytest.mark.parametrize(
+    ("mutate", "expected"),
+    [
+        pytest.param(lambda t: t.replace("setuptools==", "setuptools>="), "exact", id="range"),
+        pytest.param(
+            lambda t: t.replace("setuptools==", "# setuptools=="), "not pinned", id="gone"
+        ),
+        pytest.param(
+            lambda t: t.replace("setuptools==", "setuptools==76.1.0\n# "), "satisfy", id="old"
+        ),
+        pytest.param(lambda t: t + "wheel==0.45.1\n", "not a build requirement", id="extra"),
+    ],
+)
+def test_build_lock_mistake_is_reported(mutate: Callable[[str], str], expected: str) -> None:
+    original = BUILD_LOCK.read_text(encoding="utf-8")
+    changed = mutate(original)
+    assert changed != original
+    problems = build_lock_problems(changed, build_system())
+    assert any(expected in problem for problem in problems), problems

@@ -18,6 +18,7 @@ from tests.deploy.manifests import (
 )
 from tests.deploy.policy import (
     API_AUDIENCE,
+    SCRAPER_LABEL,
     Check,
     all_problems,
     baseline_problems,
@@ -160,7 +161,7 @@ def test_hardened_be2_accepts_be2_audience_and_be_only(
 
 
 @pytest.mark.parametrize("overlay", ["hardened", "hardened-tokenreview"])
-def test_hardened_network_policy_admits_only_be(
+def test_hardened_network_policy_admits_be_and_the_labelled_scraper_only(
     rendered: dict[str, list[Document]], overlay: str
 ) -> None:
     docs = rendered[overlay]
@@ -169,25 +170,34 @@ def test_hardened_network_policy_admits_only_be(
     be_labels = deployment(docs, "be")["spec"]["template"]["metadata"]["labels"]
     assert policy["spec"]["podSelector"] == {"matchLabels": be2_labels}
     assert policy["spec"]["policyTypes"] == ["Ingress"]
-    (rule,) = policy["spec"]["ingress"]
-    assert rule["from"] == [{"podSelector": {"matchLabels": be_labels}}]
+    be_rule, scraper_rule = policy["spec"]["ingress"]
+    assert be_rule["from"] == [{"podSelector": {"matchLabels": be_labels}}]
+    scraper = {"matchLabels": {SCRAPER_LABEL: "true"}}
+    assert scraper_rule["from"] == [{"namespaceSelector": scraper, "podSelector": scraper}]
+    for rule in (be_rule, scraper_rule):
+        assert rule["ports"] == [{"protocol": "TCP", "port": "http"}]
 
 
-def test_tokenreview_variant_binds_be2_to_auth_delegator(
+def test_tokenreview_variant_lets_be2_create_tokenreviews_and_nothing_else(
     rendered: dict[str, list[Document]],
 ) -> None:
     docs = rendered["hardened-tokenreview"]
+    (role,) = find(docs, "ClusterRole")
+    assert role["rules"] == [
+        {"apiGroups": ["authentication.k8s.io"], "resources": ["tokenreviews"], "verbs": ["create"]}
+    ]
     (binding,) = find(docs, "ClusterRoleBinding")
     assert binding["roleRef"] == {
         "apiGroup": "rbac.authorization.k8s.io",
         "kind": "ClusterRole",
-        "name": "system:auth-delegator",
+        "name": role["metadata"]["name"],
     }
     assert binding["subjects"] == [
         {"kind": "ServiceAccount", "name": "be2-sa", "namespace": "ksa-auth"}
     ]
     assert env(docs, "be2")["KSA_VERIFIER"] == "tokenreview"
     assert list(find(rendered["hardened"], "ClusterRoleBinding")) == []
+    assert list(find(rendered["hardened"], "ClusterRole")) == []
     assert env(rendered["hardened"], "be2")["KSA_VERIFIER"] == "jwks"
 
 

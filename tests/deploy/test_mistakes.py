@@ -152,6 +152,15 @@ def _delete(path: list[str | int], kind: str = "Deployment", name: str = "be") -
 
 
 API = "https://kubernetes.default.svc.cluster.local"
+ROLE = "ksa-auth-tokenreview"
+BINDING = "ksa-auth-be2-tokenreview"
+TOKENREVIEW_BINDING: Document = {
+    "apiVersion": "rbac.authorization.k8s.io/v1",
+    "kind": "ClusterRoleBinding",
+    "metadata": {"name": BINDING},
+    "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": ROLE},
+    "subjects": [{"kind": "ServiceAccount", "name": "be2-sa", "namespace": "ksa-auth"}],
+}
 CONTAINER: list[str | int] = ["spec", "template", "spec", "containers", 0]
 POD: list[str | int] = ["spec", "template", "spec"]
 
@@ -449,6 +458,24 @@ CASES: list[tuple[str, str, Mutation, str]] = [
         lambda d: network_policy(d)["spec"]["ingress"][0].update(ports=[{"port": 9090}]),
         "no ingress rule lets be's pods reach be2",
     ),
+    (
+        "hardened",
+        "np-no-scraper",
+        lambda d: network_policy(d)["spec"]["ingress"].pop(1),
+        "no ingress rule lets a metrics scraper",
+    ),
+    (
+        "hardened",
+        "np-scraper-any-namespace",
+        lambda d: network_policy(d)["spec"]["ingress"][1]["from"][0].update(namespaceSelector={}),
+        "admits more than be's pods and the labelled scraper",
+    ),
+    (
+        "hardened-tokenreview",
+        "np-scraper-any-pod",
+        lambda d: network_policy(d)["spec"]["ingress"][1]["from"][0].pop("podSelector"),
+        "admits more than be's pods and the labelled scraper",
+    ),
     # verifier and RBAC
     (
         "hardened-tokenreview",
@@ -459,19 +486,68 @@ CASES: list[tuple[str, str, Mutation, str]] = [
     (
         "hardened-tokenreview",
         "binding-wrong-ns",
-        _set(
-            ["subjects", 0, "namespace"],
-            "default",
-            "ClusterRoleBinding",
-            "ksa-auth-be2-auth-delegator",
-        ),
+        _set(["subjects", 0, "namespace"], "default", "ClusterRoleBinding", BINDING),
         "no ClusterRoleBinding gives be2-sa",
     ),
     (
         "hardened-tokenreview",
         "binding-wrong-role",
-        _set(["roleRef", "name"], "view", "ClusterRoleBinding", "ksa-auth-be2-auth-delegator"),
-        "no ClusterRoleBinding gives be2-sa",
+        _set(["roleRef", "name"], "view", "ClusterRoleBinding", BINDING),
+        "ClusterRole view, which the manifests do not define",
+    ),
+    (
+        "hardened-tokenreview",
+        "auth-delegator",
+        _set(["roleRef", "name"], "system:auth-delegator", "ClusterRoleBinding", BINDING),
+        "it also grants create on subjectaccessreviews",
+    ),
+    (
+        "hardened-tokenreview",
+        "role-missing",
+        lambda d: d.remove(next(find(d, "ClusterRole"))),
+        "which the manifests do not define",
+    ),
+    (
+        "hardened-tokenreview",
+        "role-more-verbs",
+        _set(["rules", 0, "verbs"], ["create", "get"], "ClusterRole", ROLE),
+        "also grants get authentication.k8s.io/tokenreviews",
+    ),
+    (
+        "hardened-tokenreview",
+        "role-subjectaccessreviews",
+        lambda d: next(find(d, "ClusterRole"))["rules"].append(
+            {
+                "apiGroups": ["authorization.k8s.io"],
+                "resources": ["subjectaccessreviews"],
+                "verbs": ["create"],
+            }
+        ),
+        "also grants create authorization.k8s.io/subjectaccessreviews",
+    ),
+    (
+        "hardened-tokenreview",
+        "role-wildcard",
+        _set(["rules", 0, "resources"], ["*"], "ClusterRole", ROLE),
+        "grants a wildcard",
+    ),
+    (
+        "hardened-tokenreview",
+        "role-no-create",
+        _set(["rules", 0, "verbs"], ["get"], "ClusterRole", ROLE),
+        "no ClusterRoleBinding gives be2-sa in be2's namespace create on tokenreviews",
+    ),
+    (
+        "hardened-tokenreview",
+        "role-aggregated",
+        _set(["aggregationRule"], {"clusterRoleSelectors": [{}]}, "ClusterRole", ROLE),
+        "aggregates other roles",
+    ),
+    (
+        "hardened",
+        "jwks-with-binding",
+        lambda d: d.append(copy.deepcopy(TOKENREVIEW_BINDING)),
+        "but the JWKS verifier needs no RBAC",
     ),
     (
         "hardened-tokenreview",

@@ -123,6 +123,8 @@ def test_volumes_are_kubelet_style_symlinks_into_data(devcluster: DevCluster) ->
             for name in ("token", "ca.crt", "namespace"):
                 assert (volume / name).is_symlink()
                 assert os.readlink(volume / name) == f"..data/{name}"
+                # kube-api-access files are 0644: readable by the containers' non-root UID.
+                assert (volume / name).stat().st_mode & 0o777 == 0o644, name
             assert (volume / "namespace").read_text() == pod.namespace
             assert (volume / "ca.crt").read_bytes() == devcluster.ca_file.read_bytes()
             assert not (volume / "..data_tmp").exists()

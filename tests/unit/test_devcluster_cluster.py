@@ -244,6 +244,19 @@ def test_atomic_writer_swaps_data_and_skips_unchanged_payloads(tmp_path: Path) -
     assert sorted(os.listdir(volume)) == sorted(["..data", second, "token", "namespace"])
 
 
+def test_kubelet_writes_every_volume_file_world_readable_as_kube_api_access(
+    cluster: Cluster,
+) -> None:
+    # kube-api-access has defaultMode 0644: a container running as any non-root UID (the image's
+    # 10001) reads its pod's token through a read-only mount of the volume.
+    for pod in cluster.registry.pods.values():
+        for projection in pod.projections:
+            data = projection.volume / os.readlink(projection.volume / "..data")
+            assert data.stat().st_mode & 0o777 == 0o755
+            for name in ("token", "ca.crt", "namespace"):
+                assert (projection.volume / name).stat().st_mode & 0o777 == 0o644, name
+
+
 def test_pod_specs_parse_and_validate(tmp_path: Path) -> None:
     assert parse_pod_spec("team/api:api-sa:be2,https://x") == PodSpec(
         "api", "api-sa", "team", ("be2", "https://x")

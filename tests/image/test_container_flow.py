@@ -1,0 +1,124 @@
+"""The seed's flow in containers: be and be2 from the image, on the devcluster's pod volumes."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.deploy.manifests import OVERLAYS, Document, render
+from tests.deploy.policy import container, literal_env
+from tests.devcluster_harness import DevCluster, DevPod, poll
+from tests.image.containers import Container, serve_container
+
+pytestmark = pytest.mark.e2e
+
+# Where the kubelet mounts kube-api-access; the settings' defaults read the token and CA there.
+SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
+ROTATION_SEEN_WITHIN_SECONDS = 60.0
+
+
+@functools.cache
+def _docker_desktop() -> list[Document]:
+    return render(OVERLAYS / "docker-desktop")
+
+
+def overlay_env(service: str) -> dict[str, str]:
+    """The container's environment as the docker-desktop overlay renders it."""
+    docs = _docker_desktop()
+    deployment = next(
+        d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == service
+    )
+    spec = container(deployment, service)
+    assert spec is not None
+    return literal_env(spec)
+
+
+def pod_volume(pod: DevPod) -> str:
+    """The pod's projected volume, mounted read-only where the kubelet puts kube-api-access."""
+    return f"{pod.volume}:{SERVICE_ACCOUNT_DIR}:ro"
+
+
+@pytest.fixture
+def services(
+    image: str, fresh_devcluster: DevCluster
+) -> Iterator[tuple[DevCluster, Container, Container]]:
+    """be2 then be, as containers of the image on the host network, wired to the devcluster.
+
+    The overlay's settings are kept; only what cluster DNS would resolve is replaced by the
+    devcluster's and be2's loopback addresses (there is no Service named be2 or kubernetes here).
+    """
+    cluster = fresh_devcluster
+    be2_env = overlay_env("be2") | {
+        "KSA_API_SERVER": cluster.url,
+        "KSA_DISCOVERY_URL": cluster.discovery_url,
+    }
+    with serve_container("be2", be2_env, [pod_volume(cluster.pod("be2"))]) as be2:
+        be_env = overlay_env("be") | {"KSA_BE2_URL": be2.url}
+        with serve_container("be", be_env, [pod_volume(cluster.pod("be"))]) as be:
+            yield cluster, be, be2
+
+
+def _bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def _validate(be2: Container, token: str) -> dict[str, Any]:
+    with be2.client() as client:
+        answer = client.get("/validate-auth", headers=_bearer(token))
+    assert answer.status_code == 200, answer.text
+    result: dict[str, Any] = answer.json()
+    return result
+
+
+def test_get_jwt_validate_auth_and_call_be2(
+    services: tuple[DevCluster, Container, Container],
+) -> None:
+    cluster, be, be2 = services
+    subject = cluster.pod("be").subject
+    with be.client() as client:
+        issued = client.get("/get-jwt")
+        assert issued.status_code == 200, issued.text
+        token = issued.json()["token"]
+        assert issued.json()["subject"] == subject == "system:serviceaccount:default:be-sa"
+        identity = _validate(be2, token)
+        assert identity["authenticated"] is True
+        assert identity["subject"] == subject
+        assert identity["pod"] == cluster.pod("be").name
+        called = client.get("/call-be2").json()
+    assert called["be2_status"] == 200, called
+    assert called["be2"]["subject"] == subject
+
+
+def test_a_token_rotated_by_the_devcluster_is_picked_up_in_the_container(
+    services: tuple[DevCluster, Container, Container],
+) -> None:
+    cluster, be, be2 = services
+    with be.client() as client:
+        before = client.get("/get-jwt").json()["token"]
+        assert before == cluster.pod("be").token()
+        cluster.admin("/admin/tokens/rotate")
+        rotated = cluster.pod("be").token()
+        assert rotated != before
+
+        def served() -> str | None:
+            token: str = client.get("/get-jwt").json()["token"]
+            return token if token != before else None
+
+        after = poll(served, timeout=ROTATION_SEEN_WITHIN_SECONDS, what="be to serve the new token")
+        assert after == rotated
+        assert _validate(be2, after)["subject"] == cluster.pod("be").subject
+        assert client.get("/call-be2").json()["be2_status"] == 200
+    logs = be.logs() + be2.logs()
+    assert before not in logs and after not in logs
+
+
+def test_volume_files_are_readable_by_the_containers_user(fresh_devcluster: DevCluster) -> None:
+    # The containers run as 10001, not as the root that wrote the files: kube-api-access's 0644.
+    for pod in fresh_devcluster.pods:
+        for name in ("token", "ca.crt", "namespace"):
+            assert (pod.volume / name).stat().st_mode & 0o004, f"{pod.name}/{name}"
+        assert Path(pod.volume).stat().st_mode & 0o005 == 0o005
