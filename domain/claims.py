@@ -127,23 +127,41 @@ _I, _S = frozenset("iI"), frozenset("sS\u017f")
 
 
 def strict_object(raw: bytes, what: str) -> dict[str, Any]:
-    """A JSON object read as go-jose reads it, but stricter on encoding: valid UTF-8, no lone
-    surrogates, finite numbers, no member named twice in any object, null members left out.
+    """A JSON object read as go-jose reads it, but stricter on text: valid UTF-8 and no lone
+    surrogates (Go would replace them); no member named twice in any object; numbers finite
+    where they are read; null members left out.
 
     Raises:
         Malformed: naming `what` (the token header or claims).
     """
     try:
-        # msgspec refuses bad UTF-8, lone surrogates and out-of-range numbers anywhere (Go would
-        # replace or skip them); the standard library's parser then sees every member name.
-        msgspec.json.decode(raw)
-        value = _STRICT_DECODER.decode(raw.decode("utf-8"))
-    except (msgspec.DecodeError, ValueError, RecursionError) as exc:
+        text = raw.decode("utf-8")
+        value = _STRICT_DECODER.decode(text)
+        # Only an escape can make a surrogate: look for lone ones only then.
+        if "\\u" in text:
+            _refuse_lone_surrogates(value)
+    except (UnicodeError, ValueError, RecursionError) as exc:
         raise Malformed(f"token {what}: not valid JSON ({_first_line(exc)})") from None
     if not isinstance(value, dict):
         raise Malformed(f"token {what}: not a JSON object")
     # Go reads a null member as absent (a string stays empty, a pointer nil).
     return {name: member for name, member in value.items() if member is not None}
+
+
+def _refuse_lone_surrogates(value: Any) -> None:
+    if isinstance(value, str):
+        value.encode("utf-8")  # raises UnicodeEncodeError on a lone surrogate
+    elif isinstance(value, dict):
+        for name, member in value.items():
+            _refuse_lone_surrogates(name)
+            _refuse_lone_surrogates(member)
+    elif isinstance(value, list):
+        for member in value:
+            _refuse_lone_surrogates(member)
+
+
+def _refuse_constant(constant: str) -> Any:
+    raise ValueError(f"{constant} is not a JSON number")
 
 
 def _unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -157,7 +175,7 @@ def _unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 
 # One decoder, built once (json.loads with a hook would build one per call).
-_STRICT_DECODER = json.JSONDecoder(object_pairs_hook=_unique)
+_STRICT_DECODER = json.JSONDecoder(object_pairs_hook=_unique, parse_constant=_refuse_constant)
 
 
 def _reads_as_iss(name: str) -> bool:

@@ -85,7 +85,7 @@ def parse_compact(token: str) -> CompactJws:
         raise Malformed("token is not a compact JWS (three base64url segments)")
     signing_input, _, signature = token.rpartition(".")
     header_segment, _, payload_segment = signing_input.partition(".")
-    header = decode_header(b64url_decode(header_segment))
+    header = _header_of(header_segment)
     if header.b64 is False:
         # RFC 7797: the signature would cover the raw payload; kube-apiserver never signs so.
         raise Malformed("token header sets b64 to false (an unencoded payload)")
@@ -102,6 +102,22 @@ def require_signing_algorithm(alg: str) -> tuple[str, str | None]:
         return SIGNING_ALGORITHMS[alg]
     except KeyError:
         raise UnsupportedAlgorithm(f"algorithm {alg!r} is not accepted ({_ALLOWED})") from None
+
+
+# Decoded headers by their segment: every token one cluster key signs carries the same header,
+# so the strict read is done once per key. Bounded: when full, it starts over.
+_HEADERS: dict[str, Header] = {}
+_HEADERS_MAX = 256
+
+
+def _header_of(segment: str) -> Header:
+    header = _HEADERS.get(segment)
+    if header is None:
+        header = decode_header(b64url_decode(segment))
+        if len(_HEADERS) >= _HEADERS_MAX:
+            _HEADERS.clear()
+        _HEADERS[segment] = header
+    return header
 
 
 class Unverified(NamedTuple):

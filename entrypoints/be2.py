@@ -10,14 +10,14 @@ import msgspec
 from litestar import HttpMethod, Litestar, Request, get, route
 from litestar.handlers import HTTPRouteHandler
 from litestar.openapi.datastructures import ResponseSpec
-from litestar.types import Scope
 
-from domain.errors import AuthError, TokenUnavailable
+from domain.errors import AuthError
 from domain.identity import Identity
 from domain.ports import KeyProvider, TokenSource
+from entrypoints.caller_answer import CallerAnswer, identity_of
 from entrypoints.container import Container
 from entrypoints.metrics import ValidationMetrics
-from entrypoints.plugin import AuthenticatedRequest, ServiceAccountAuth, require_subjects
+from entrypoints.plugin import ServiceAccountAuth, require_subjects
 from entrypoints.settings import Settings
 from entrypoints.web import assemble, container_from_environment, health_routes
 
@@ -69,14 +69,10 @@ _FAILURES = {
 }
 
 
-def _identity(scope: Scope) -> Identity:
-    user = scope.get("user")
-    if not isinstance(user, Identity):  # only reachable if the middleware were bypassed
-        raise TokenUnavailable("no verified identity on this request")
-    return user
-
-
 def _routes(settings: Settings) -> list[HTTPRouteHandler]:
+    # Built per app: a handler object belongs to the app it is registered on.
+    answer = CallerAnswer(lambda identity: msgspec.json.encode(Authenticated.of(identity)))
+
     @route(
         "/validate-auth",
         http_method=[HttpMethod.GET, HttpMethod.POST],
@@ -85,8 +81,8 @@ def _routes(settings: Settings) -> list[HTTPRouteHandler]:
         responses={200: ResponseSpec(Authenticated, description="The caller"), **_FAILURES},
         sync_to_thread=False,
     )
-    def validate_auth(request: AuthenticatedRequest) -> Authenticated:
-        return Authenticated.of(_identity(request.scope))
+    def validate_auth() -> CallerAnswer:
+        return answer
 
     @get(
         "/protected",
@@ -99,7 +95,7 @@ def _routes(settings: Settings) -> list[HTTPRouteHandler]:
         sync_to_thread=False,
     )
     def protected(request: Request[Any, Any, Any]) -> Protected:
-        identity = _identity(request.scope)
+        identity = identity_of(request.scope)
         return Protected(f"hello, {identity.subject}", identity.subject)
 
     return [validate_auth, protected]
