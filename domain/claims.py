@@ -123,7 +123,7 @@ class Header(msgspec.Struct, frozen=True):
 FOREIGN_HEADER_MEMBERS = frozenset({"jwk", "x5c", "x5u", "jku", "nonce"})
 # Go's encoding/json, which kube-apiserver's issuer check uses, matches member names without
 # case, folding the long s (U+017F): `ISS` is read as `iss` (the last one wins).
-_I, _S = frozenset("iI"), frozenset("sS\u017f")
+_ISS_SPELLINGS = frozenset(i + s1 + s2 for i in "iI" for s1 in "sS\u017f" for s2 in "sS\u017f")
 
 
 def strict_object(raw: bytes, what: str) -> dict[str, Any]:
@@ -145,7 +145,9 @@ def strict_object(raw: bytes, what: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise Malformed(f"token {what}: not a JSON object")
     # Go reads a null member as absent (a string stays empty, a pointer nil).
-    return {name: member for name, member in value.items() if member is not None}
+    if None in value.values():
+        return {name: member for name, member in value.items() if member is not None}
+    return value
 
 
 def _refuse_lone_surrogates(value: Any) -> None:
@@ -178,8 +180,8 @@ def _unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 _STRICT_DECODER = json.JSONDecoder(object_pairs_hook=_unique, parse_constant=_refuse_constant)
 
 
-def _reads_as_iss(name: str) -> bool:
-    return len(name) == 3 and name[0] in _I and name[1] in _S and name[2] in _S
+def _last_issuer(members: dict[str, Any]) -> Any:
+    return [member for name, member in members.items() if name in _ISS_SPELLINGS][-1]
 
 
 def decode_claims(payload: bytes) -> Claims:
@@ -192,8 +194,8 @@ def decode_claims(payload: bytes) -> Claims:
     members = strict_object(payload, "claims")
     # kube-apiserver takes a token as its own by the issuer Go's encoding/json reads: the last
     # member whose name folds to `iss`. That one must be the `iss` checked here.
-    folded = [member for name, member in members.items() if _reads_as_iss(name)]
-    if folded and folded[-1] != members.get("iss"):
+    spellings = _ISS_SPELLINGS.intersection(members)
+    if len(spellings) > 1 and _last_issuer(members) != members.get("iss"):
         raise Malformed("token claims name two issuers (members that differ only in case)")
     try:
         return msgspec.convert(members, Claims)
