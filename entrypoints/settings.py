@@ -167,28 +167,17 @@ def _choice(*options: str) -> Callable[[str], str]:
     return parse
 
 
-def _leeway(value: str) -> float:
-    try:
-        number = float(value)
-    except ValueError:
-        raise ValueError(f"{_shown(value)} is not a number of seconds") from None
-    if not math.isfinite(number) or number < 0:
-        raise ValueError(f"{_shown(value)} must be a finite, non-negative number of seconds")
-    # kube-apiserver uses 60 s; more than an hour would accept hour-old expired tokens.
-    if number > 3600:
-        raise ValueError(f"{_shown(value)} is more than 3600 seconds")
-    return number
+def _seconds(low: float, high: float) -> Callable[[str], float]:
+    def parse(value: str) -> float:
+        try:
+            number = float(value)
+        except ValueError:
+            raise ValueError(f"{_shown(value)} is not a number of seconds") from None
+        if not (math.isfinite(number) and low <= number <= high):
+            raise ValueError(f"{_shown(value)} must be between {low:g} and {high:g} seconds")
+        return number
 
-
-def _refresh(value: str) -> float:
-    try:
-        number = float(value)
-    except ValueError:
-        raise ValueError(f"{_shown(value)} is not a number of seconds") from None
-    # At least the shortest max-age honoured (60 s); at most a day, the longest.
-    if not 60 <= number <= 86400:
-        raise ValueError(f"{_shown(value)} must be between 60 and 86400 seconds")
-    return number
+    return parse
 
 
 def _boolean(value: str) -> bool:
@@ -251,8 +240,10 @@ _VARIABLES: dict[str, tuple[str, Callable[[str], Any]]] = {
     "KSA_AUDIENCES": ("audiences", _list),
     "KSA_VERIFIER": ("verifier", _choice("jwks", "tokenreview")),
     "KSA_JWKS_FILE": ("jwks_file", _path),
-    "KSA_LEEWAY_SECONDS": ("leeway_seconds", _leeway),
-    "KSA_JWKS_REFRESH_SECONDS": ("jwks_refresh_seconds", _refresh),
+    # kube-apiserver's leeway is 60 s; more than an hour would accept hour-old expired tokens.
+    "KSA_LEEWAY_SECONDS": ("leeway_seconds", _seconds(0, 3600)),
+    # At least the shortest max-age honoured (60 s), at most the longest (a day).
+    "KSA_JWKS_REFRESH_SECONDS": ("jwks_refresh_seconds", _seconds(60, 86400)),
     "KSA_ALLOWED_SUBJECTS": ("policy", _policy),
     "KSA_BE2_URL": ("be2_url", _http_url),
     "KSA_EXPOSE_TOKEN": ("expose_token", _boolean),
