@@ -431,8 +431,9 @@ async def test_stale_keys_serve_for_a_day_past_max_age_then_fail_closed(
         await provider.start()
         kid = next(iter(provider.known_kids()))
         cluster.admin("/admin/faults", {"keys": "outage"})
-        # The devcluster sends max-age=3600; past it, refreshes fail and the keys go stale.
-        clock.now += 3600 + 86400 - 1
+        # The devcluster sends max-age=3600, held to the refresh bound (300 s); past it,
+        # refreshes fail and the keys go stale, then serve for a day.
+        clock.now += provider.config.max_max_age_seconds + 86400 - 1
         await provider.refresh()
         assert (await provider.get_key(kid)).kid == kid
         clock.now += 2
@@ -451,8 +452,8 @@ async def test_keys_refresh_in_the_background_before_max_age(cluster: DevCluster
     try:
         await provider.start()
         before = _jwks_requests(cluster)
-        # 80% of the devcluster's max-age=3600 has passed.
-        clock.now += 0.8 * 3600 + 1
+        # 80% of the max-age has passed (the devcluster's 3600 s, held to the 300 s bound).
+        clock.now += 0.8 * provider.config.max_max_age_seconds + 1
         await eventually(lambda: provider.fetch_outcomes["ok"] >= 2, "a background refresh")
         assert _jwks_requests(cluster) == before + 1
     finally:
