@@ -20,63 +20,29 @@ import json
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from devcluster.tokenreview import Authenticator, BoundObjects, PublicKeys
+from tests.fidelity_data import DATA, ISSUER, Verdict, kube_verdicts
 
-DATA = Path(__file__).resolve().parents[1] / "data" / "fidelity"
-ISSUER = "https://kubernetes.default.svc.cluster.local"
 REQUESTED = {"audiences_api": None, "audiences_be2": ["be2"]}
 KEYS = PublicKeys.of_jwks(json.loads((DATA / "jwks.json").read_text(encoding="utf-8")))
 
 PRIMITIVE = "go-jose/go-jose: error in cryptographic primitive"
 
 
-@dataclass(frozen=True)
-class Verdict:
-    token: str
-    now: float
-    mutations: tuple[str, ...]
-    setting: str
-    ok: bool
-    user: str | None
-    handled: bool
-    error: str
-
-    @property
-    def status_error(self) -> str:
-        """kube's answer as the emulator words a TokenReview status.error."""
-        if self.ok:
-            return ""
-        if not self.handled:
-            return "invalid bearer token"
-        return f"[invalid bearer token, {self.error}]"
+def _status_error(verdict: Verdict) -> str:
+    """kube's answer as the emulator words a TokenReview status.error."""
+    if verdict.ok:
+        return ""
+    if not verdict.handled:
+        return "invalid bearer token"
+    return f"[invalid bearer token, {verdict.error}]"
 
 
-def _verdicts() -> list[Verdict]:
-    verdicts = []
-    for line in (DATA / "kube-verdicts.jsonl").read_text(encoding="utf-8").splitlines():
-        row = json.loads(line)
-        for setting, kube in row["kube"].items():
-            verdicts.append(
-                Verdict(
-                    row["token"],
-                    row["now"],
-                    tuple(row["mutations"]),
-                    setting,
-                    kube["ok"],
-                    kube["user"],
-                    kube["handled"],
-                    kube["error"] or "",
-                )
-            )
-    return verdicts
-
-
-VERDICTS = _verdicts()
+VERDICTS = kube_verdicts()
 
 
 def _unb64(segment: str) -> bytes:
@@ -154,8 +120,8 @@ def test_the_emulator_answers_every_token_as_kube_did(setting: str) -> None:
         answer = _emulator(verdict)
         if answer.authenticated != verdict.ok or (verdict.ok and answer.username != verdict.user):
             wrong.append(f"{verdict.mutations}: kube {verdict.ok}, emulator {answer}")
-        elif answer.error != verdict.status_error:
-            wrong.append(f"{verdict.mutations}: kube {verdict.status_error!r}, {answer}")
+        elif answer.error != _status_error(verdict):
+            wrong.append(f"{verdict.mutations}: kube {_status_error(verdict)!r}, {answer}")
     assert not wrong, f"{len(wrong)} of {len(verdicts)} differ from kube: {wrong[:5]}"
     assert len(verdicts) == 1200
     assert sum(v.ok for v in verdicts) > 100  # the file holds accepted tokens too
@@ -197,10 +163,10 @@ def test_each_class_gets_kubes_answer(prefixes: tuple[str, ...]) -> None:
             verdict.setting,
             answer,
         )
-        assert answer.error == verdict.status_error, (
+        assert answer.error == _status_error(verdict), (
             verdict.mutations,
             answer.error,
-            verdict.status_error,
+            _status_error(verdict),
         )
 
 

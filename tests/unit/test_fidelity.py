@@ -8,9 +8,7 @@ for them at a fixed second, with the API audiences and with `be2` requested (see
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -23,11 +21,10 @@ from adapters.token_review import TokenReviewConfig, TokenReviewVerifier
 from domain.errors import AuthError
 from domain.ports import Verifier
 from domain.rules import Expectations
+from tests.fidelity_data import DATA, ISSUER, Verdict, kube_verdicts
 
 pytestmark = pytest.mark.anyio
 
-DATA = Path(__file__).resolve().parents[1] / "data" / "fidelity"
-ISSUER = "https://kubernetes.default.svc.cluster.local"
 API_SERVER = "https://kubernetes.default.svc"
 AUDIENCES = {"audiences_api": ISSUER, "audiences_be2": "be2"}
 
@@ -81,37 +78,7 @@ STRICTER: dict[str, tuple[tuple[str, ...], frozenset[str]]] = {
 }
 
 
-@dataclass(frozen=True)
-class Verdict:
-    token: str
-    now: float
-    mutations: tuple[str, ...]
-    setting: str
-    ok: bool
-    user: str | None
-    error: str
-
-
-def _verdicts() -> list[Verdict]:
-    verdicts = []
-    for line in (DATA / "kube-verdicts.jsonl").read_text(encoding="utf-8").splitlines():
-        row = json.loads(line)
-        for setting, kube in row["kube"].items():
-            verdicts.append(
-                Verdict(
-                    row["token"],
-                    row["now"],
-                    tuple(row["mutations"]),
-                    setting,
-                    kube["ok"],
-                    kube["user"],
-                    kube["error"] or "",
-                )
-            )
-    return verdicts
-
-
-VERDICTS = _verdicts()
+VERDICTS = kube_verdicts()
 
 
 def stricter_row(verdict: Verdict, reason: str) -> str | None:
