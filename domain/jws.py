@@ -55,7 +55,7 @@ _UNUSED_BITS = {2: 0b1111, 3: 0b11}
 
 def _canonical(segment: str) -> bool:
     mask = _UNUSED_BITS.get(len(segment) % 4)
-    return mask is None or not segment or _ALPHABET.find(segment[-1]) & mask == 0
+    return mask is None or _ALPHABET.find(segment[-1]) & mask == 0
 
 
 def b64url_encode(data: bytes) -> str:

@@ -126,6 +126,9 @@ class TextFormatter(logging.Formatter):
         return f"{line}\n{record.exc_text}" if record.exc_text else line
 
 
+_FORMATTERS: dict[str, type[logging.Formatter]] = {"json": JsonFormatter, "text": TextFormatter}
+
+
 class BatchingStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
     """A StreamHandler that writes lines in batches: at most `max_delay` seconds late, at once
     for WARNING and above (with everything before them, in order), and whenever about
@@ -220,7 +223,7 @@ def configure_logging(
     if _installed is not None:
         _installed.close()
     handler = BatchingStreamHandler(stream or sys.stderr)
-    handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
+    handler.setFormatter(_FORMATTERS[fmt]())
     handler.addFilter(ScrubFilter())
     _installed = handler if fmt == "json" else None
     atexit.register(handler.close)
@@ -235,10 +238,9 @@ def configure_logging(
 def server_log_config(fmt: Literal["json", "text"]) -> dict[str, Any]:
     """A logging.config dict for the ASGI server's own logger (granian's `_granian`): our
     format, through the scrubber, to stderr."""
-    formatter = JsonFormatter if fmt == "json" else TextFormatter
     return {
         "filters": {"scrub": {"()": ScrubFilter}},
-        "formatters": {"ksa": {"()": formatter}},
+        "formatters": {"ksa": {"()": _FORMATTERS[fmt]}},
         "handlers": {
             "stderr": {
                 "class": "logging.StreamHandler",
