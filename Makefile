@@ -4,7 +4,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck imports unit venv newman bench clean sysdeps image image-clean
+.PHONY: run test lint typecheck imports unit venv newman bench clean sysdeps image image-clean \
+	swagger-ui
 
 # The venv is (re)built when missing or older than pyproject.toml or the lock. The runtime
 # closure is installed exactly as the image ships it (deploy/requirements.lock), so the tests
@@ -33,6 +34,12 @@ $(NEWMAN): $(NEWMAN_DIR)/package.json $(NEWMAN_DIR)/package-lock.json
 	fi
 
 newman: $(NEWMAN)
+
+# Swagger UI's assets for the docs page are committed under entrypoints/swagger_ui (so the wheel
+# and the image carry them and the page works offline). This refreshes them from the npm
+# package pinned in tools/swagger-ui/package-lock.json; npm checks the tarball's integrity.
+swagger-ui:
+	$(PYTHON) tools/swagger-ui/vendor.py
 
 # System packages the tests need beyond Python and npm, as command=Debian package: buildah,
 # podman, runc and mmdebstrap build and run the image (`make image`, tests/image); chromium and
