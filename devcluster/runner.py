@@ -239,7 +239,9 @@ def _newman_command() -> str:
     # not there yet: never a download of whatever version npx finds.
     if (REPO / LOCAL_NEWMAN).exists():
         return _in_repo(LOCAL_NEWMAN)
-    return f"make -C {shlex.quote(str(REPO))} newman && {_in_repo(LOCAL_NEWMAN)}"
+    # The path in the checkout, so the command works from any directory once make is done.
+    installed = shlex.quote(str(REPO / LOCAL_NEWMAN))
+    return f"make -C {shlex.quote(str(REPO))} newman && {installed}"
 
 
 def _ksa_auth_command() -> str:
