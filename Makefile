@@ -26,7 +26,8 @@ $(RUNTIME_STAMP): pyproject.toml deploy/requirements.lock
 		exit 1; \
 	fi
 	@# No stamp: whatever is in $(VENV) came from a failed or interrupted set-up; start over.
-	@if [ ! -f $(RUNTIME_STAMP) ] && [ -e $(VENV) ]; then \
+	@# (A venv of an earlier Makefile has only the full stamp; it is complete.)
+	@if [ ! -f $(RUNTIME_STAMP) ] && [ ! -f $(STAMP) ] && [ -e $(VENV) ]; then \
 		echo "setup: removing $(VENV), left incomplete by an earlier set-up"; rm -rf $(VENV); fi
 	@if [ ! -x $(BIN)/python ]; then \
 		echo "setup: creating $(VENV) with $(PYTHON)"; $(PYTHON) -m venv $(VENV) || $(SETUP_FAILED); fi
