@@ -18,7 +18,14 @@ from typing import Any, TextIO
 
 import httpx
 
-from devcluster.flow import FlowTargets, SeedFlow, StepResult, render_line, render_table, run_steps
+from devcluster.flow import (
+    FlowTargets,
+    SeedFlow,
+    StepResult,
+    render_step,
+    render_summary,
+    run_steps,
+)
 from devcluster.processes import NotReady
 from devcluster.stack import Stack, start_stack
 
@@ -69,14 +76,14 @@ def _run_flow(stack: Stack, out: TextIO) -> list[StepResult]:
         1,
         "services started",
         True,
-        f"devcluster, be2, be ready (logs in {stack.log_dir})",
+        "devcluster, be2 and be answer /readyz",
         stack.started_seconds * 1e3,
     )
     targets = FlowTargets(stack.be_url, stack.be2_url, stack.cluster, stack.admin)
     with httpx.Client(timeout=10.0, trust_env=False) as client:
         steps = SeedFlow(targets, client).steps()
         total = 1 + len(steps)
-        print(render_line(first, total), file=out, flush=True)
+        print(render_step(first, total), file=out, flush=True)
         return [first, *run_steps(steps, out, first_number=2, total=total)]
 
 
@@ -88,7 +95,7 @@ def _start_failed(error: Exception, total: int, started: float, out: TextIO) -> 
         str(error).splitlines()[0],
         (time.perf_counter() - started) * 1e3,
     )
-    print(render_line(result, total), file=out, flush=True)
+    print(render_step(result, total), file=out, flush=True)
     details = str(error).splitlines()[1:]
     if details:
         print("\n".join(details), file=out, flush=True)
@@ -111,8 +118,8 @@ def run_demo(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
                 results = _run_flow(stack, out)
         except (NotReady, OSError) as error:
             results = [_start_failed(error, _step_count(), started, out)]
-        print("", file=out)
-        print(render_table(results), file=out, flush=True)
+        summary = render_summary(results, _step_count(), time.perf_counter() - started)
+        print(summary, file=out, flush=True)
         passed = all(r.passed for r in results) and len(results) == _step_count()
         if not passed and args.state_dir is None:
             keep[0] = True
@@ -136,8 +143,8 @@ def run_up(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
             with start_stack(state_dir, args.token_ttl) as stack:
                 _write_json(stack_file, stack.describe("flow"))
                 results = _run_flow(stack, out)
-                print("", file=out)
-                print(render_table(results), file=out)
+                summary = render_summary(results, _step_count(), time.perf_counter() - started)
+                print(summary, file=out)
                 print("", file=out)
                 print(usage_text(stack), file=out, flush=True)
                 _write_json(stack_file, stack.describe("serving"))
@@ -149,7 +156,9 @@ def run_up(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
                 return 130
             return 0 if all(r.passed for r in results) else 1
         except (NotReady, OSError) as error:
-            _start_failed(error, _step_count(), started, out)
+            failed = _start_failed(error, _step_count(), started, out)
+            summary = render_summary([failed], _step_count(), time.perf_counter() - started)
+            print(summary, file=out, flush=True)
             return 1
 
 
@@ -230,7 +239,9 @@ def _newman_command() -> str:
     # not there yet: never a download of whatever version npx finds.
     if (REPO / LOCAL_NEWMAN).exists():
         return _in_repo(LOCAL_NEWMAN)
-    return f"make -C {shlex.quote(str(REPO))} newman && {_in_repo(LOCAL_NEWMAN)}"
+    # The path in the checkout, so the command works from any directory once make is done.
+    installed = shlex.quote(str(REPO / LOCAL_NEWMAN))
+    return f"make -C {shlex.quote(str(REPO))} newman && {installed}"
 
 
 def _ksa_auth_command() -> str:

@@ -48,7 +48,14 @@ def test_demo_passes_every_step_and_leaves_nothing_running(tmp_path: Path) -> No
     failed = [m[0] for m in lines if m[3] != "PASS"]
     assert not failed, result.stdout
     assert result.returncode == 0, result.stdout + result.stderr
-    assert f"{TOTAL_STEPS} of {TOTAL_STEPS} steps passed (all passed)" in result.stdout
+    summary = re.search(
+        rf"^{TOTAL_STEPS} of {TOTAL_STEPS} steps passed \(\d+\.\d s\)$", result.stdout, re.M
+    )
+    assert summary, result.stdout
+    # Each step once, then the summary, every line within 80 columns.
+    steps = result.stdout[result.stdout.index(lines[0][0]) : summary.end()].splitlines()
+    assert all(len(line) <= 80 for line in steps), steps
+    assert len(step_lines(result.stdout)) == TOTAL_STEPS
     # No token on the screen, nor in the children's logs.
     tokens = tokens_under(state)
     assert tokens

@@ -122,5 +122,7 @@ def test_the_newman_command_never_downloads_newman(
     ]
     assert "npx" not in line
     assert "newman && " in line and "make -C " in line
+    # After `make -C <repo>` the installed newman is named by its path in the checkout.
+    assert f"newman && {runner.REPO / runner.LOCAL_NEWMAN} run " in line
     checked = subprocess.run(["bash", "-n", "-c", line.strip()], capture_output=True, check=False)
     assert checked.returncode == 0, checked.stderr
