@@ -1,0 +1,124 @@
+"""A served port's TLS certificate and key files: loaded TLS 1.3-only, and watched for rotation."""
+
+from __future__ import annotations
+
+import logging
+import os
+import ssl
+import threading
+from collections.abc import Callable
+
+__all__ = [
+    "CHECK_INTERVAL_SECONDS",
+    "MINIMUM_VERSION",
+    "ServingCertificate",
+    "ServingCertificateError",
+]
+
+logger = logging.getLogger("ksa.tls")
+
+# TLS 1.3 only: every client of be2 (httpx on OpenSSL 3, curl, the kubelet's probes, Prometheus)
+# speaks it, and its cipher suites are all AEAD, so there is no cipher list to get wrong.
+MINIMUM_VERSION = ssl.TLSVersion.TLSv1_3
+# cert-manager renews at two thirds of a certificate's life, days ahead: a few seconds' delay in
+# noticing is nothing, and two stat() calls per tick cost nothing.
+CHECK_INTERVAL_SECONDS = 2.0
+
+Fingerprint = tuple[tuple[str, int, int, int, int], ...]
+
+
+class ServingCertificateError(ValueError):
+    """The certificate or key file cannot be used; the message names the file and why."""
+
+
+def _no_password() -> bytes:
+    # A key needing a password must not make OpenSSL prompt on a terminal at start-up.
+    raise ServingCertificateError("the private key is encrypted; mount it unencrypted")
+
+
+class ServingCertificate:
+    """The PEM certificate chain and private key a server presents, as files that may be replaced.
+
+    Secrets mounted by the kubelet (cert-manager's among them) are replaced by swapping a
+    `..data` symlink; other tools rewrite the files. Both show as a new inode or mtime.
+    """
+
+    __slots__ = ("cert_file", "key_file")
+
+    def __init__(self, cert_file: str, key_file: str) -> None:
+        self.cert_file = cert_file
+        self.key_file = key_file
+
+    def context(self) -> ssl.SSLContext:
+        """A server context presenting the files' current certificate, TLS 1.3 only.
+
+        Raises:
+            ServingCertificateError: a file is unreadable, or the pair is not a PEM certificate
+                chain with its unencrypted private key.
+        """
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.minimum_version = MINIMUM_VERSION
+        try:
+            context.load_cert_chain(self.cert_file, self.key_file, password=_no_password)
+        except ssl.SSLError as exc:  # an OSError subclass: caught first
+            raise ServingCertificateError(
+                f"{self.cert_file} and {self.key_file} are not a PEM certificate and its "
+                f"private key ({exc.reason or exc})"
+            ) from None
+        except OSError as exc:
+            raise ServingCertificateError(
+                f"{exc.filename or self.cert_file} cannot be read ({exc.strerror})"
+            ) from None
+        return context
+
+    def fingerprint(self) -> Fingerprint:
+        """What changes when either file is replaced or rewritten (empty parts when missing)."""
+        parts = []
+        for path in (self.cert_file, self.key_file):
+            try:
+                stat = os.stat(path)
+            except OSError:
+                parts.append(("", 0, 0, 0, 0))
+                continue
+            parts.append(
+                (os.path.realpath(path), stat.st_ino, stat.st_mtime_ns, stat.st_size, stat.st_dev)
+            )
+        return tuple(parts)
+
+    def watch(
+        self,
+        on_change: Callable[[ssl.SSLContext], None],
+        interval: float = CHECK_INTERVAL_SECONDS,
+    ) -> Callable[[], None]:
+        """Call `on_change` with a new context whenever the files change and load; returns stop.
+
+        A change that does not load (a half-written pair) is logged and retried on the next
+        tick; the server keeps presenting the certificate it has.
+        """
+        stop = threading.Event()
+        # [what is served, what last failed to load]: a broken pair is logged once, not per tick.
+        seen = [self.fingerprint(), self.fingerprint()]
+
+        def check() -> None:
+            current = self.fingerprint()
+            if current in seen:
+                return
+            try:
+                context = self.context()
+            except ServingCertificateError as exc:
+                seen[1] = current
+                logger.warning("new TLS certificate not loaded yet: %s", exc)
+                return
+            seen[0] = current
+            logger.info("TLS certificate %s changed: serving the new one", self.cert_file)
+            on_change(context)
+
+        def loop() -> None:
+            while not stop.wait(interval):
+                try:
+                    check()
+                except Exception as exc:  # a watcher must outlive any one bad tick
+                    logger.error("TLS certificate check failed: %s", type(exc).__name__)
+
+        threading.Thread(target=loop, name="tls-certificate-watch", daemon=True).start()
+        return stop.set
