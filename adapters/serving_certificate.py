@@ -31,9 +31,13 @@ class ServingCertificateError(ValueError):
     """The certificate or key file cannot be used; the message names the file and why."""
 
 
+class _Encrypted(Exception):
+    pass
+
+
 def _no_password() -> bytes:
     # A key needing a password must not make OpenSSL prompt on a terminal at start-up.
-    raise ServingCertificateError("the private key is encrypted; mount it unencrypted")
+    raise _Encrypted
 
 
 class ServingCertificate:
@@ -60,6 +64,10 @@ class ServingCertificate:
         context.minimum_version = MINIMUM_VERSION
         try:
             context.load_cert_chain(self.cert_file, self.key_file, password=_no_password)
+        except _Encrypted:
+            raise ServingCertificateError(
+                f"{self.key_file} is an encrypted private key; mount it unencrypted"
+            ) from None
         except ssl.SSLError as exc:  # an OSError subclass: caught first
             raise ServingCertificateError(
                 f"{self.cert_file} and {self.key_file} are not a PEM certificate and its "

@@ -30,6 +30,7 @@ DEFAULT_SERVER = "granian"
 # Requests whose headers exceed this are refused by the server (400) before reaching the app.
 # Larger than a 64 KiB token, so an oversized token still gets be2's own 401 `malformed`.
 MAX_HEADER_BYTES = 80 * 1024
+CERTIFICATE_HANDOVER_SECONDS = 8.0
 
 
 def run(args: argparse.Namespace) -> int:
@@ -122,6 +123,10 @@ def _granian(
             "ssl_cert": Path(tls.cert_file),
             "ssl_key": Path(tls.key_file),
             "ssl_protocol_min": SSLProtocols.tls13,
+            # On a new certificate each worker is replaced by a new one, and the old one stops
+            # this long after: a worker needs a few seconds to start, and until it listens the
+            # old one must go on answering.
+            "respawn_interval": CERTIFICATE_HANDOVER_SECONDS,
         }
     # Granian imports the factory in its worker; settings were checked above, so a failure
     # there is not a settings problem.
