@@ -574,3 +574,159 @@ def tokenreview_problems(docs: list[Document]) -> list[str]:
 def all_problems(docs: list[Document], checks: Iterable[Check]) -> list[str]:
     """Every problem the given checks find."""
     return [problem for check in checks for problem in check(docs)]
+
+
+# --- transport: be -> be2 over TLS -----------------------------------------------------------
+
+
+def _mounted_key(
+    deployment: Document, spec: Mapping[str, Any], path: str
+) -> tuple[dict[str, Any], str] | str:
+    """The volume a file path is mounted from and the Secret/ConfigMap key behind it."""
+    for mount in spec.get("volumeMounts") or []:
+        prefix = str(mount["mountPath"]).rstrip("/") + "/"
+        if not path.startswith(prefix):
+            continue
+        if mount.get("readOnly") is not True:
+            return f"{path} is on volume {mount['name']}, not mounted readOnly"
+        relative = path[len(prefix) :]
+        volume: dict[str, Any] = next(
+            (v for v in pod_spec(deployment).get("volumes") or [] if v["name"] == mount["name"]),
+            {},
+        )
+        source = volume.get("secret") or volume.get("configMap") or {}
+        items = source.get("items")
+        if items is None:
+            return volume, relative
+        key = next((item["key"] for item in items if item.get("path") == relative), None)
+        if key is None:
+            return f"{path}: volume {mount['name']} projects no key to {relative}"
+        return volume, key
+    return f"{path} is on no mounted volume"
+
+
+def _be2_serving_problems(be2: Document, spec: Mapping[str, Any], settings: Settings) -> list[str]:
+    where = "Deployment/be2"
+    if settings.tls_cert_file is None or settings.tls_key_file is None:
+        return [f"{where}: KSA_TLS_CERT_FILE/KSA_TLS_KEY_FILE unset: be2 would serve plain HTTP"]
+    problems: list[str] = []
+    secrets = set()
+    for variable, path, expected in (
+        ("KSA_TLS_CERT_FILE", settings.tls_cert_file, "tls.crt"),
+        ("KSA_TLS_KEY_FILE", settings.tls_key_file, "tls.key"),
+    ):
+        found = _mounted_key(be2, spec, path)
+        if isinstance(found, str):
+            problems.append(f"{where}: {variable} {found}")
+            continue
+        volume, key = found
+        secret = (volume.get("secret") or {}).get("secretName")
+        if secret is None or key != expected:
+            problems.append(f"{where}: {variable} is not key {expected} of a Secret volume")
+        secrets.add(secret)
+    if len(secrets) > 1:
+        problems.append(f"{where}: certificate and key come from different Secrets {secrets}")
+    for probe in ("readinessProbe", "livenessProbe"):
+        if ((spec.get(probe) or {}).get("httpGet") or {}).get("scheme") != "HTTPS":
+            problems.append(f"{where}: {probe} is not scheme HTTPS (the port speaks only TLS)")
+    return problems
+
+
+def _be_verifies_problems(be: Document, spec: Mapping[str, Any], settings: Settings) -> list[str]:
+    where = "Deployment/be"
+    if urlsplit(settings.be2_url).scheme != "https":
+        return [f"{where}: KSA_BE2_URL {settings.be2_url} is not https: the token goes in clear"]
+    if settings.be2_ca_file is None:
+        return [f"{where}: KSA_BE2_CA_FILE is not set"]
+    found = _mounted_key(be, spec, settings.be2_ca_file)
+    if isinstance(found, str):
+        return [f"{where}: KSA_BE2_CA_FILE {found}"]
+    volume, key = found
+    secret = volume.get("secret")
+    if key != "ca.crt":
+        return [f"{where}: KSA_BE2_CA_FILE is key {key!r}, expected ca.crt"]
+    if secret is not None and [item.get("key") for item in secret.get("items") or []] != ["ca.crt"]:
+        return [f"{where}: Secret {secret.get('secretName')} is mounted with more than ca.crt"]
+    return []
+
+
+def tls_problems(docs: list[Document]) -> list[str]:
+    """be2 serves TLS from a mounted Secret on an https port; be sends to https only, verifying
+    against a mounted CA (never be2's key)."""
+    try:
+        be, be2, be_spec, be2_spec = _workloads(docs)
+    except LookupError as error:
+        return [str(error)]
+    be_settings, problems = _settings_or_problem(be_spec, "Deployment/be")
+    be2_settings, found = _settings_or_problem(be2_spec, "Deployment/be2")
+    problems += found
+    if be2_settings is not None:
+        problems += _be2_serving_problems(be2, be2_spec, be2_settings)
+    if be_settings is not None:
+        problems += _be_verifies_problems(be, be_spec, be_settings)
+    service = one(docs, "Service", "be2")
+    if service is not None:
+        ports = [(p.get("name"), p.get("port")) for p in service["spec"].get("ports") or []]
+        if ports != [("https", 443)]:
+            problems.append(f"Service/be2: ports {ports}, expected [('https', 443)]")
+    return problems
+
+
+def plain_http_problems(docs: list[Document]) -> list[str]:
+    """The seed's port-forward flow: be2 plain HTTP, be calls it over http."""
+    try:
+        _, _, be_spec, be2_spec = _workloads(docs)
+    except LookupError as error:
+        return [str(error)]
+    problems: list[str] = []
+    be2_env = literal_env(be2_spec)
+    for variable in ("KSA_TLS_CERT_FILE", "KSA_TLS_KEY_FILE"):
+        if variable in be2_env:
+            problems.append(f"Deployment/be2: {variable} set; this overlay serves plain HTTP")
+    url = literal_env(be_spec).get("KSA_BE2_URL", Settings().be2_url)
+    if not url.startswith("http://"):
+        problems.append(f"Deployment/be: KSA_BE2_URL {url} is not the plain-HTTP Service")
+    return problems
+
+
+def cert_manager_certificate_problems(docs: list[Document]) -> list[str]:
+    """A cert-manager Certificate issues the Secret be2 serves, for the names be uses, renewed
+    with a new key, by an issuer in the manifests; be's CA is that Secret's ca.crt only."""
+    try:
+        be, be2, be_spec, be2_spec = _workloads(docs)
+    except LookupError as error:
+        return [str(error)]
+    be2_settings = settings_of(be2_spec)
+    if isinstance(be2_settings, str) or be2_settings.tls_cert_file is None:
+        return []  # reported by tls_problems
+    found = _mounted_key(be2, be2_spec, be2_settings.tls_cert_file)
+    if isinstance(found, str):
+        return []
+    secret = (found[0].get("secret") or {}).get("secretName")
+    namespace = namespace_of(be2)
+    certificates = [
+        c for c in find(docs, "Certificate") if (c.get("spec") or {}).get("secretName") == secret
+    ]
+    if len(certificates) != 1:
+        return [f"no single Certificate issues Secret {secret} ({len(certificates)} found)"]
+    spec = certificates[0]["spec"]
+    where = identify(certificates[0])
+    problems = []
+    wanted = {"be2", f"be2.{namespace}.svc"}
+    if not wanted <= set(spec.get("dnsNames") or []):
+        problems.append(f"{where}: dnsNames {spec.get('dnsNames')} lack {sorted(wanted)}")
+    if spec.get("isCA"):
+        problems.append(f"{where}: isCA is true for a serving certificate")
+    if (spec.get("privateKey") or {}).get("rotationPolicy") != "Always":
+        problems.append(f"{where}: privateKey.rotationPolicy is not Always (the key never changes)")
+    issuer = spec.get("issuerRef") or {}
+    if issuer.get("kind", "Issuer") == "Issuer" and not [
+        i for i in find(docs, "Issuer", issuer.get("name")) if namespace_of(i) == namespace
+    ]:
+        problems.append(f"{where}: issuerRef {issuer.get('name')} is no Issuer of {namespace}")
+    be_settings = settings_of(be_spec)
+    if not isinstance(be_settings, str) and be_settings.be2_ca_file is not None:
+        ca = _mounted_key(be, be_spec, be_settings.be2_ca_file)
+        if not isinstance(ca, str) and (ca[0].get("secret") or {}).get("secretName") != secret:
+            problems.append(f"Deployment/be: KSA_BE2_CA_FILE is not ca.crt of Secret {secret}")
+    return problems
