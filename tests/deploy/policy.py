@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 from urllib.parse import urlsplit
@@ -292,6 +293,25 @@ def _workloads(docs: list[Document]) -> tuple[Document, Document, dict[str, Any]
     return be, be2, be_spec, be2_spec
 
 
+Spec = dict[str, Any]
+
+
+def _on_workloads(
+    check: Callable[[list[Document], Document, Document, Spec, Spec], list[str]],
+) -> Check:
+    """A check of be's and be2's Deployments and containers; their absence is its one problem."""
+
+    @functools.wraps(check)
+    def run(docs: list[Document]) -> list[str]:
+        try:
+            be, be2, be_spec, be2_spec = _workloads(docs)
+        except LookupError as error:
+            return [str(error)]
+        return check(docs, be, be2, be_spec, be2_spec)
+
+    return run
+
+
 def _settings_or_problem(spec: Mapping[str, Any], where: str) -> tuple[Settings | None, list[str]]:
     settings = settings_of(spec)
     if isinstance(settings, str):
@@ -299,12 +319,11 @@ def _settings_or_problem(spec: Mapping[str, Any], where: str) -> tuple[Settings 
     return settings, []
 
 
-def docker_desktop_problems(docs: list[Document]) -> list[str]:
+@_on_workloads
+def docker_desktop_problems(
+    docs: list[Document], be: Document, be2: Document, be_spec: Spec, be2_spec: Spec
+) -> list[str]:
     """The seed's setup: default API-audience token, be2 accepts it, locally built image."""
-    try:
-        be, be2, be_spec, be2_spec = _workloads(docs)
-    except LookupError as error:
-        return [str(error)]
     problems: list[str] = []
     for deployment, spec in ((be, be_spec), (be2, be2_spec)):
         if namespace_of(deployment) != "default":
@@ -338,12 +357,11 @@ def docker_desktop_problems(docs: list[Document]) -> list[str]:
     return problems
 
 
-def hardened_problems(docs: list[Document]) -> list[str]:
+@_on_workloads
+def hardened_problems(
+    docs: list[Document], be: Document, be2: Document, be_spec: Spec, be2_spec: Spec
+) -> list[str]:
     """be: audience-`be2` projected token only; be2: that audience and be's subject only."""
-    try:
-        be, be2, be_spec, be2_spec = _workloads(docs)
-    except LookupError as error:
-        return [str(error)]
     problems: list[str] = []
     if pod_spec(be).get("automountServiceAccountToken") is not False:
         problems.append("Deployment/be: automountServiceAccountToken is not false")
@@ -650,13 +668,12 @@ def _be_verifies_problems(be: Document, spec: Mapping[str, Any], settings: Setti
     return []
 
 
-def tls_problems(docs: list[Document]) -> list[str]:
+@_on_workloads
+def tls_problems(
+    docs: list[Document], be: Document, be2: Document, be_spec: Spec, be2_spec: Spec
+) -> list[str]:
     """be2 serves TLS from a mounted Secret on an https port; be sends to https only, verifying
     against a mounted CA (never be2's key)."""
-    try:
-        be, be2, be_spec, be2_spec = _workloads(docs)
-    except LookupError as error:
-        return [str(error)]
     be_settings, problems = _settings_or_problem(be_spec, "Deployment/be")
     be2_settings, found = _settings_or_problem(be2_spec, "Deployment/be2")
     problems += found
@@ -672,12 +689,11 @@ def tls_problems(docs: list[Document]) -> list[str]:
     return problems
 
 
-def plain_http_problems(docs: list[Document]) -> list[str]:
+@_on_workloads
+def plain_http_problems(
+    docs: list[Document], be: Document, be2: Document, be_spec: Spec, be2_spec: Spec
+) -> list[str]:
     """The seed's port-forward flow: be2 plain HTTP, be calls it over http."""
-    try:
-        _, _, be_spec, be2_spec = _workloads(docs)
-    except LookupError as error:
-        return [str(error)]
     problems: list[str] = []
     be2_env = literal_env(be2_spec)
     for variable in ("KSA_TLS_CERT_FILE", "KSA_TLS_KEY_FILE"):
@@ -689,13 +705,12 @@ def plain_http_problems(docs: list[Document]) -> list[str]:
     return problems
 
 
-def cert_manager_certificate_problems(docs: list[Document]) -> list[str]:
+@_on_workloads
+def cert_manager_certificate_problems(
+    docs: list[Document], be: Document, be2: Document, be_spec: Spec, be2_spec: Spec
+) -> list[str]:
     """A cert-manager Certificate issues the Secret be2 serves, for the names be uses, renewed
     with a new key, by an issuer in the manifests; be's CA is that Secret's ca.crt only."""
-    try:
-        be, be2, be_spec, be2_spec = _workloads(docs)
-    except LookupError as error:
-        return [str(error)]
     be2_settings = settings_of(be2_spec)
     if isinstance(be2_settings, str) or be2_settings.tls_cert_file is None:
         return []  # reported by tls_problems
