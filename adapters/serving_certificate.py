@@ -93,6 +93,17 @@ class ServingCertificate:
             )
         return tuple(parts)
 
+    def new_context(self, served: Fingerprint) -> tuple[Fingerprint, ssl.SSLContext] | None:
+        """The files' fingerprint and a context for them when they differ from `served`.
+
+        Raises:
+            ServingCertificateError: they changed but do not load (a half-written pair, say).
+        """
+        current = self.fingerprint()
+        if current == served:
+            return None
+        return current, self.context()
+
     def watch(
         self,
         on_change: Callable[[ssl.SSLContext], None],
@@ -100,26 +111,25 @@ class ServingCertificate:
     ) -> Callable[[], None]:
         """Call `on_change` with a new context whenever the files change and load; returns stop.
 
-        A change that does not load (a half-written pair) is logged and retried on the next
-        tick; the server keeps presenting the certificate it has.
+        A change that does not load, or that `on_change` fails to apply, is logged (once) and
+        tried again on the next tick; the server keeps presenting the certificate it has.
         """
         stop = threading.Event()
-        # [what is served, what last failed to load]: a broken pair is logged once, not per tick.
-        seen = [self.fingerprint(), self.fingerprint()]
+        served = [self.fingerprint()]
+        failed: list[Fingerprint | None] = [None]
 
         def check() -> None:
-            current = self.fingerprint()
-            if current in seen:
-                return
             try:
-                context = self.context()
+                found = self.new_context(served[0])
             except ServingCertificateError as exc:
-                seen[1] = current
-                logger.warning("new TLS certificate not loaded yet: %s", exc)
+                if failed[0] != self.fingerprint():
+                    failed[0] = self.fingerprint()
+                    logger.warning("new TLS certificate not loaded yet: %s", exc)
                 return
-            seen[0] = current
-            logger.info("TLS certificate %s changed: serving the new one", self.cert_file)
-            on_change(context)
+            if found is not None:
+                on_change(found[1])
+                served[0] = found[0]
+                logger.info("TLS certificate %s changed: serving the new one", self.cert_file)
 
         def loop() -> None:
             while not stop.wait(interval):

@@ -138,8 +138,8 @@ def _unreachable(be2_url: str, exc: BaseException) -> Be2Answer:
     # No request was sent: the token only follows a handshake that verified be2's certificate.
     logger.warning("be2 at %s refused: TLS handshake failed: %s", be2_url, reason)
     detail = (
-        f"be2 at {be2_url} was not trusted: its TLS certificate does not verify against "
-        "KSA_BE2_CA_FILE for this host name (the reason is in be's log); no token was sent"
+        f"the TLS handshake with be2 at {be2_url} failed (be's log says why: a certificate "
+        "not from KSA_BE2_CA_FILE or not for this host name, say); no token was sent"
     )
     return Be2Answer(0, None, error="be2_tls_failed", detail=detail)
 
