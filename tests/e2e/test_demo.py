@@ -109,8 +109,13 @@ def test_up_serves_then_sigint_stops_every_child(tmp_path: Path) -> None:
         code = up.wait(timeout=60)
     finally:
         if up.poll() is None:
-            up.kill()
-            up.wait()
+            # A failed assertion above: still let `up` stop its children, then make sure.
+            up.send_signal(signal.SIGTERM)
+            try:
+                up.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                up.kill()
+                up.wait()
     assert code == 0, output.read_text()
     assert not [name for name, pid in pids.items() if running(pid)]
     assert not state_dir.exists()  # the temporary state dir is removed at exit
