@@ -16,8 +16,6 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, TextIO
 
-import httpx
-
 from devcluster.flow import (
     FlowTargets,
     SeedFlow,
@@ -76,11 +74,11 @@ def _run_flow(stack: Stack, out: TextIO) -> list[StepResult]:
         1,
         "services started",
         True,
-        "devcluster, be2 and be answer /readyz",
+        f"devcluster, {'be2 (TLS)' if stack.be2_ca_file else 'be2'} and be answer /readyz",
         stack.started_seconds * 1e3,
     )
     targets = FlowTargets(stack.be_url, stack.be2_url, stack.cluster, stack.admin)
-    with httpx.Client(timeout=10.0, trust_env=False) as client:
+    with stack.client() as client:
         steps = SeedFlow(targets, client).steps()
         total = 1 + len(steps)
         print(render_step(first, total), file=out, flush=True)
@@ -197,25 +195,30 @@ def usage_text(stack: Stack) -> str:
             f" {cluster_json})"
         )
     bearer = f'-H "Authorization: Bearer $(curl -s {be}/get-jwt | {extract})"'
+    # be2 over TLS: curl and newman trust the CA that signed its certificate, that one only.
+    be2_ca = stack.be2_ca_file
+    pin = f"--cacert {shlex.quote(be2_ca)} " if be2_ca else ""
+    newman_ca = f" --ssl-extra-ca-certs {shlex.quote(be2_ca)}" if be2_ca else ""
     logs = ", ".join(str(child.log_path) for child in stack.children)
     lines = [
         "Serving (Ctrl-C stops every process):",
         f"  devcluster  {cluster.url}  (CA {cluster.ca_file}, admin {cluster.admin_url})",
         f"  be          {be}",
-        f"  be2         {be2}  (OpenAPI: {be2}/schema/swagger)",
+        f"  be2         {be2}  (OpenAPI: {be2}/schema/swagger)"
+        + (f"\n              TLS: certificate from the devcluster CA {be2_ca}" if be2_ca else ""),
         f"  logs        {logs}",
         "",
         "Try (paste into a shell):",
         "  # seed step 2: be's token (JSON: token, subject, audiences, expires_at)",
         f"  curl -s {be}/get-jwt",
         "  # seed steps 3-6: send it to be2 as a Bearer token, see the verified identity",
-        f"  curl -s {bearer} {be2}/validate-auth",
+        f"  curl -s {pin}{bearer} {be2}/validate-auth",
         "  # be calls be2 with its own token",
         f"  curl -s {be}/call-be2",
         "  # authorization by service account: be-sa may use /protected",
-        f"  curl -s {bearer} {be2}/protected",
+        f"  curl -s {pin}{bearer} {be2}/protected",
         "  # no token: 401 missing_token with a WWW-Authenticate challenge",
-        f"  curl -si {be2}/validate-auth",
+        f"  curl -si {pin}{be2}/validate-auth",
         "  # the token's header and claims (UNVERIFIED), with time left",
         f"  curl -s {be}/get-jwt | {extract} | {shlex.quote(_ksa_auth_command())} decode -",
         "  # the cluster's JWKS, over the devcluster CA, with be's token (RBAC wants one)",
@@ -225,7 +228,7 @@ def usage_text(stack: Stack) -> str:
         f"{cluster.admin_url}/admin/tokens/rotate",
         "  # the seed's Postman flow, with newman",
         f"  {_newman_command()} run {_in_repo(POSTMAN_COLLECTION)} "
-        f"--env-var be_url={be} --env-var be2_url={be2}",
+        f"--env-var be_url={be} --env-var be2_url={be2}{newman_ca}",
     ]
     return "\n".join(lines)
 
