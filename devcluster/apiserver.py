@@ -20,17 +20,18 @@ from litestar.exceptions import HTTPException
 from litestar.handlers import HTTPRouteHandler
 from litestar.params import FromPath
 
+from devcluster import kubeconfig
 from devcluster.admin import create_admin_app
+from devcluster.api_discovery import discovery_routes
 from devcluster.cluster import Cluster
 from devcluster.discovery import key_routes
 from devcluster.kubelet import DEFAULT_PODS, parse_pod_spec
+from devcluster.protobuf import negotiated_response, read_object
 from devcluster.status import (
     MAX_BODY_BYTES,
     AnyRequest,
     ApiError,
     internal_error,
-    json_response,
-    read_json,
     status_body,
     unavailable,
 )
@@ -74,7 +75,13 @@ def create_app(cluster: Cluster | None = None) -> Litestar:
         await emulator.kubelet.stop()
 
     return Litestar(
-        route_handlers=[*key_routes(emulator), *_token_routes(emulator), healthz, readyz],
+        route_handlers=[
+            *key_routes(emulator),
+            *_token_routes(emulator),
+            *discovery_routes(emulator),
+            healthz,
+            readyz,
+        ],
         exception_handlers={
             ApiError: _api_error,
             HTTPException: _http_error,
@@ -103,8 +110,10 @@ def _token_routes(cluster: Cluster) -> list[HTTPRouteHandler]:
     ) -> Response[bytes]:
         cluster.counters["tokenrequest_requests"] += 1
         require_caller(request)
-        body = await read_json(request, empty_ok=True)
-        return json_response(cluster.tokens.token_request(namespace, name, body), 201)
+        body = await read_object(request, empty_ok=True)
+        return negotiated_response(
+            request, cluster.tokens.token_request(namespace, name, body), 201
+        )
 
     @post("/apis/authentication.k8s.io/v1/tokenreviews")
     async def token_review_route(request: AnyRequest) -> Response[bytes]:
@@ -117,19 +126,20 @@ def _token_routes(cluster: Cluster) -> list[HTTPRouteHandler]:
         # TokenReview needs an authenticated caller (and RBAC `create tokenreviews`, which
         # every service account has here).
         require_caller(request)
-        review = token_review(cluster.authenticator, await read_json(request))
-        return json_response(review, 201)
+        review = token_review(cluster.authenticator, await read_object(request))
+        return negotiated_response(request, review, 201)
 
     return [token_request, token_review_route]
 
 
-def _http_error(_: AnyRequest, exc: HTTPException) -> Response[bytes]:
+def _http_error(request: AnyRequest, exc: HTTPException) -> Response[bytes]:
     reason, message = _HTTP_REASONS.get(exc.status_code, ("BadRequest", "bad request"))
-    return json_response(status_body(exc.status_code, reason, message), exc.status_code)
+    body = status_body(exc.status_code, reason, message)
+    return negotiated_response(request, body, exc.status_code)
 
 
-def _api_error(_: AnyRequest, exc: ApiError) -> Response[bytes]:
-    return json_response(exc.body(), exc.code)
+def _api_error(request: AnyRequest, exc: ApiError) -> Response[bytes]:
+    return negotiated_response(request, exc.body(), exc.code)
 
 
 # --- serving -------------------------------------------------------------------------------
@@ -197,7 +207,7 @@ async def serve(
         asyncio.create_task(server.serve(sockets=[sock]))
         for server, sock in zip(servers, (api_socket, admin_socket), strict=True)
     ]
-    cluster_json: Path | None = None
+    written: list[Path] = []  # cluster.json and the kubeconfig, removed when we stop
     try:
         while not all(s.started for s in servers):
             if any(t.done() for t in tasks):
@@ -205,7 +215,9 @@ async def serve(
             await asyncio.sleep(0.01)
         else:
             announce(f"devcluster serving {cluster.url} (admin {cluster.admin_url})")
+            written.append(kubeconfig.write(cluster))
             cluster_json = cluster.write_cluster_json()
+            written.append(cluster_json)
             announce(f"devcluster state in {cluster_json}")
         await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         stop()
@@ -213,9 +225,9 @@ async def serve(
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
-        if cluster_json is not None:
+        for path in written:
             with contextlib.suppress(OSError):
-                cluster_json.unlink()
+                path.unlink()
     failed = [t for t in tasks if not t.cancelled() and t.exception() is not None]
     return 1 if failed or not all(s.started for s in servers) else 0
 

@@ -26,10 +26,14 @@ from devcluster.kubelet import (
 )
 from devcluster.registry import Registry
 from devcluster.tls import write_tls_material
+from devcluster.tokenfile import ADMIN_USER, MASTERS, RequestAuthenticator, StaticToken
 from devcluster.tokenreview import Authenticator, PublicKeys, RegistryObjects
 from domain.ports import Clock
 
-__all__ = ["KEY_FAULTS", "REVIEW_FAULTS", "Cluster", "Faults"]
+__all__ = ["KEY_FAULTS", "KUBECONFIG_NAME", "REVIEW_FAULTS", "Cluster", "Faults"]
+
+# Written by devcluster.kubeconfig beside cluster.json.
+KUBECONFIG_NAME = "kubeconfig"
 
 KEY_FAULTS = ("ok", "outage", "slow", "garbage", "oversized", "malformed", "redirect")
 REVIEW_FAULTS = ("ok", "outage", "slow")
@@ -87,12 +91,17 @@ class Cluster:
         self.admin_url = ""
         self.registry = Registry()
         self.tokens = Issuer(self.keyset, self.registry, self.api_audiences, self.counters, clock)
-        self.authenticator = Authenticator(
-            self.issuer,
-            self.api_audiences,
-            PublicKeys.of_keyset(self.keyset),
-            RegistryObjects(self.registry),
-            clock,
+        # The kubeconfig's administrator; never the admin API's token.
+        self.cluster_admin = StaticToken(ADMIN_USER, (MASTERS,))
+        self.authenticator = RequestAuthenticator(
+            (self.cluster_admin,),
+            Authenticator(
+                self.issuer,
+                self.api_audiences,
+                PublicKeys.of_keyset(self.keyset),
+                RegistryObjects(self.registry),
+                clock,
+            ),
         )
 
         self.state_dir.mkdir(parents=True, exist_ok=True)
@@ -163,6 +172,7 @@ class Cluster:
             "jwks_url": f"{self.url}/openid/v1/jwks",
             "admin_url": self.admin_url,
             "admin_token": self.admin_token,
+            "kubeconfig": str(self.state_dir / KUBECONFIG_NAME),
             "pid": os.getpid(),
             "token_ttl": self.token_ttl,
             "pods": [self.pod_json(p) for p in self.registry.pods.values()],
