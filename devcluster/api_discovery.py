@@ -12,10 +12,10 @@ from litestar import Response, get
 from litestar.handlers import HTTPRouteHandler
 from litestar.params import FromPath
 
+from devcluster.access import authorize_request
 from devcluster.cluster import Cluster
+from devcluster.rbac import non_resource
 from devcluster.status import AnyRequest, ApiError, json_response
-from devcluster.tokenfile import RequestAuthenticator
-from devcluster.tokenreview import Review
 
 __all__ = [
     "API_GROUPS",
@@ -199,22 +199,19 @@ def _not_acceptable() -> ApiError:
 
 def discovery_routes(cluster: Cluster) -> list[HTTPRouteHandler]:
     """GET /version (anyone), and the discovery documents (any authenticated user)."""
-    authenticator = cluster.authenticator
     groups = {(gv.group, gv.version): gv for gv in API_GROUPS}
 
-    def reader(request: AnyRequest, *, anonymous_ok: bool = False) -> Review:
-        review = _caller(authenticator, request)
-        if not anonymous_ok and not review.authenticated:
-            # The default ClusterRoleBinding system:discovery covers system:authenticated only.
-            raise forbidden_path("system:anonymous", request.url.path)
+    def reader(request: AnyRequest) -> None:
+        # Bootstrap RBAC: system:discovery lets authenticated users read these, and
+        # system:public-info-viewer lets anyone read /version.
+        attributes = non_resource("get", request.url.path)
+        authorize_request(cluster, request.headers.get("authorization"), attributes)
         if not accepts_json(request.headers.get("accept")):
             raise _not_acceptable()
-        return review
 
     @get("/version")
     async def version(request: AnyRequest) -> Response[bytes]:
-        # system:public-info-viewer: also for anonymous callers.
-        reader(request, anonymous_ok=True)
+        reader(request)
         return json_response(version_info())
 
     @get("/api")
@@ -251,19 +248,3 @@ def discovery_routes(cluster: Cluster) -> list[HTTPRouteHandler]:
         return json_response(api_resource_list(found))
 
     return [version, core_versions, core_resources, group_list, group, group_resources]
-
-
-def _caller(authenticator: RequestAuthenticator, request: AnyRequest) -> Review:
-    """Who is asking: a bad token is 401; no token at all is the anonymous user."""
-    authorization = request.headers.get("authorization")
-    if not authorization:
-        return Review(False)
-    review = authenticator.authenticate_header(authorization)
-    if not review.authenticated:
-        raise ApiError(401, "Unauthorized", "Unauthorized")
-    return review
-
-
-def forbidden_path(user: str, path: str) -> ApiError:
-    """RBAC's 403 for a non-resource URL (k8s.io/apiserver endpoints/handlers/responsewriters)."""
-    return ApiError(403, "Forbidden", f'forbidden: User "{user}" cannot get path "{path}"', {})

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import os
 import signal
 import socket
@@ -21,12 +22,15 @@ from litestar.handlers import HTTPRouteHandler
 from litestar.params import FromPath
 
 from devcluster import kubeconfig
+from devcluster.access import authorize_request
 from devcluster.admin import create_admin_app
 from devcluster.api_discovery import discovery_routes
 from devcluster.cluster import Cluster
 from devcluster.discovery import key_routes
 from devcluster.kubelet import DEFAULT_PODS, parse_pod_spec
+from devcluster.manifests import load_rbac_objects
 from devcluster.protobuf import negotiated_response, read_object
+from devcluster.rbac import non_resource, request_attributes, resource
 from devcluster.status import (
     MAX_BODY_BYTES,
     AnyRequest,
@@ -47,6 +51,11 @@ _HTTP_REASONS = {
 }
 
 
+_CREATE_TOKEN_REVIEWS = resource("create", "tokenreviews", api_group="authentication.k8s.io")
+_GET_HEALTHZ = non_resource("get", "/healthz")
+_GET_READYZ = non_resource("get", "/readyz")
+
+
 def create_app(cluster: Cluster | None = None) -> Litestar:
     """The emulated kube-apiserver: discovery, JWKS, TokenRequest, TokenReview.
 
@@ -60,12 +69,15 @@ def create_app(cluster: Cluster | None = None) -> Litestar:
         cluster = Cluster(Path(state_dir))
     emulator = cluster
 
+    # system:public-info-viewer lets anyone, anonymous included, read these.
     @get("/healthz", media_type="text/plain")
-    async def healthz() -> str:
+    async def healthz(request: AnyRequest) -> str:
+        authorize_request(emulator, request.headers.get("authorization"), _GET_HEALTHZ)
         return "ok"
 
     @get("/readyz", media_type="text/plain")
-    async def readyz() -> str:
+    async def readyz(request: AnyRequest) -> str:
+        authorize_request(emulator, request.headers.get("authorization"), _GET_READYZ)
         return "ok"
 
     async def start() -> None:
@@ -84,7 +96,7 @@ def create_app(cluster: Cluster | None = None) -> Litestar:
         ],
         exception_handlers={
             ApiError: _api_error,
-            HTTPException: _http_error,
+            HTTPException: functools.partial(_http_error, emulator),
             Exception: internal_error,
         },
         on_startup=[start],
@@ -96,20 +108,17 @@ def create_app(cluster: Cluster | None = None) -> Litestar:
 
 
 def _token_routes(cluster: Cluster) -> list[HTTPRouteHandler]:
-    """TokenRequest and TokenReview, for any caller with a valid service account token."""
-
-    def require_caller(request: AnyRequest) -> None:
-        authorization = request.headers.get("authorization")
-        if not cluster.authenticator.authenticate_header(authorization).authenticated:
-            cluster.counters["unauthorized_requests"] += 1
-            raise ApiError(401, "Unauthorized", "Unauthorized")
+    """TokenRequest and TokenReview, for callers RBAC lets `create` them."""
 
     @post("/api/v1/namespaces/{namespace:str}/serviceaccounts/{name:str}/token")
     async def token_request(
         request: AnyRequest, namespace: FromPath[str], name: FromPath[str]
     ) -> Response[bytes]:
         cluster.counters["tokenrequest_requests"] += 1
-        require_caller(request)
+        attributes = resource(
+            "create", "serviceaccounts", subresource="token", namespace=namespace, name=name
+        )
+        authorize_request(cluster, request.headers.get("authorization"), attributes)
         body = await read_object(request, empty_ok=True)
         return negotiated_response(
             request, cluster.tokens.token_request(namespace, name, body), 201
@@ -123,19 +132,26 @@ def _token_routes(cluster: Cluster) -> list[HTTPRouteHandler]:
             await asyncio.sleep(cluster.faults.delay_seconds)
         if mode == "outage":
             return unavailable()
-        # TokenReview needs an authenticated caller (and RBAC `create tokenreviews`, which
-        # every service account has here).
-        require_caller(request)
+        authorize_request(cluster, request.headers.get("authorization"), _CREATE_TOKEN_REVIEWS)
         review = token_review(cluster.authenticator, await read_object(request))
         return negotiated_response(request, review, 201)
 
     return [token_request, token_review_route]
 
 
-def _http_error(request: AnyRequest, exc: HTTPException) -> Response[bytes]:
-    reason, message = _HTTP_REASONS.get(exc.status_code, ("BadRequest", "bad request"))
-    body = status_body(exc.status_code, reason, message)
-    return negotiated_response(request, body, exc.status_code)
+def _http_error(cluster: Cluster, request: AnyRequest, exc: HTTPException) -> Response[bytes]:
+    """No route, or not this method: kube-apiserver authorizes the request before it looks
+    for a handler, so only a caller RBAC lets through learns that (NewGenericServerResponse:
+    `details: {}`)."""
+    code = exc.status_code
+    if code in (404, 405):
+        attributes = request_attributes(request.method, request.url.path)
+        try:
+            authorize_request(cluster, request.headers.get("authorization"), attributes)
+        except ApiError as denied:
+            return _api_error(request, denied)
+    reason, message = _HTTP_REASONS.get(code, ("BadRequest", "bad request"))
+    return negotiated_response(request, status_body(code, reason, message, {}), code)
 
 
 def _api_error(request: AnyRequest, exc: ApiError) -> Response[bytes]:
@@ -236,7 +252,8 @@ def run(args: argparse.Namespace) -> int:
     """`ksa-auth devcluster`: serve until Ctrl-C or SIGTERM; exit 0 on a clean stop."""
     try:
         pods = [parse_pod_spec(p) for p in getattr(args, "pod", None) or []] or DEFAULT_PODS
-        cluster = Cluster(Path(args.state_dir), token_ttl=args.token_ttl, pods=pods)
+        rbac = load_rbac_objects(Path(p) for p in getattr(args, "rbac", None) or [])
+        cluster = Cluster(Path(args.state_dir), token_ttl=args.token_ttl, pods=pods, rbac=rbac)
     except (OSError, ValueError) as exc:
         print(f"devcluster: {exc}", file=sys.stderr)
         return 2

@@ -104,6 +104,8 @@ class Pod:
     uid: str = field(default_factory=lambda: str(uuid.uuid4()))
     volume: Path = Path()
     projections: list[ProjectedToken] = field(default_factory=list)
+    # metav1 deletionTimestamp (whole seconds): set by a graceful delete, the pod still exists.
+    deletion_timestamp: int | None = None
 
     @property
     def token_file(self) -> Path:
@@ -237,6 +239,10 @@ class Kubelet:
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), delay)
+
+    def wake(self) -> None:
+        """Look again now (the clock moved): due tokens are rewritten without waiting."""
+        self._wake.set()
 
     def start(self) -> None:
         if self._task is None:

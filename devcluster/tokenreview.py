@@ -125,11 +125,16 @@ class BoundObjects(Protocol):
     def node_uid(self, name: str) -> str | None: ...
 
 
+# claims.go: a pod whose deletionTimestamp is more than this long past no longer vouches.
+DELETED_POD_GRACE_SECONDS = 60
+
+
 @dataclass(frozen=True)
 class RegistryObjects(BoundObjects):
     """The registry's objects; an empty name or namespace names nothing, as in the API."""
 
     registry: Registry
+    clock: Clock
 
     def service_account_uid(self, namespace: str, name: str) -> str | None:
         account = self.registry.service_accounts.get((namespace, name))
@@ -137,7 +142,14 @@ class RegistryObjects(BoundObjects):
 
     def pod_uid(self, namespace: str, name: str) -> str | None:
         pod = self.registry.pods.get((namespace, name))
-        return pod.uid if pod is not None and namespace and name else None
+        if pod is None or not namespace or not name:
+            return None
+        # claims.go: a terminating pod's tokens stay valid until 60 s past its
+        # deletionTimestamp (DeletionTimestamp.Before(now - 60 s) is "invalidated").
+        deleted = pod.deletion_timestamp
+        if deleted is not None and deleted < self.clock() - DELETED_POD_GRACE_SECONDS:
+            return None
+        return pod.uid
 
     def secret_uid(self, namespace: str, name: str) -> str | None:
         # No Secrets here: a secret-bound token's secret is gone.

@@ -84,6 +84,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="[NS/]APP:SA[:AUD,...]",
         help="run this pod instead of the default be and be2 (repeatable): default/be:be-sa:be2",
     )
+    cluster.add_argument(
+        "--rbac",
+        action="append",
+        default=None,
+        metavar="PATH",
+        help="RBAC objects to enforce besides kube's bootstrap policy (repeatable): a YAML file "
+        "or a kustomization directory, e.g. deploy/k8s/overlays/hardened-tokenreview",
+    )
 
     for name, text in (
         ("up", "start devcluster, be and be2, run the flow, serve until Ctrl-C"),
