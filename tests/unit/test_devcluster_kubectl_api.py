@@ -153,9 +153,7 @@ def test_discovery_needs_an_authenticated_user(api: Any, path: str) -> None:
     assert api.get(path, headers=bearer("not-a-token")).status_code == 401
 
 
-def test_a_client_that_takes_only_aggregated_discovery_gets_406(
-    api: Any, cluster: Cluster
-) -> None:
+def test_a_client_that_takes_only_aggregated_discovery_gets_406(api: Any, cluster: Cluster) -> None:
     only_aggregated = DISCOVERY_ACCEPT.rsplit(",", 1)[0]
     response = api.get("/apis", headers=admin(cluster) | {"Accept": only_aggregated})
     assert response.status_code == 406
