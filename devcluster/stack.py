@@ -74,6 +74,7 @@ class ClusterInfo(msgspec.Struct, frozen=True, forbid_unknown_fields=False):
     jwks_url: str
     admin_url: str
     admin_token: str = msgspec.field(default="")
+    kubeconfig: str = ""
     pid: int = 0
     pods: tuple[PodInfo, ...] = ()
 

@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from devcluster.kubeconfig import service_account_context
+from devcluster.runner import kubectl_lines
 from tests.devcluster_harness import DevCluster
 from tests.helpers import segment
 from tests.reliability.services import be2_environment, start_service
@@ -181,3 +182,34 @@ def test_the_kubeconfig_never_holds_the_admin_api_token(
     ) as client:
         refused = client.get("/api", headers={"Authorization": f"Bearer {devcluster.admin_token}"})
     assert refused.status_code == 401
+
+
+def test_the_kubectl_commands_make_run_prints_work_as_printed(
+    kubectl: Kubectl, devcluster: DevCluster
+) -> None:
+    lines = [line.strip() for line in kubectl_lines(str(kubectl.kubeconfig))]
+    assert f"export KUBECONFIG={kubectl.kubeconfig}" in lines
+    commands = [line for line in lines if line.startswith(("kubectl ", "printf "))]
+    environment = {
+        "PATH": f"{Path(kubectl.binary).parent}:{os.environ.get('PATH', '')}",
+        "HOME": str(kubectl.home),
+        "KUBECONFIG": str(kubectl.kubeconfig),
+    }
+    outcomes = [
+        subprocess.run(
+            ["bash", "-c", command],
+            capture_output=True,
+            text=True,
+            env=environment,
+            timeout=KUBECTL_TIMEOUT_SECONDS,
+            check=False,
+        )
+        for command in commands
+    ]
+    version, token, review, forbidden, jwks = outcomes
+    assert version.returncode == 0 and "devcluster" in version.stdout, version.stderr
+    assert segment(token.stdout.strip(), 1)["aud"] == ["be2"]
+    assert "username: system:serviceaccount:default:be-sa" in review.stdout, review.stderr
+    assert forbidden.returncode == 1
+    assert forbidden.stderr.startswith("Error from server (Forbidden)"), forbidden.stderr
+    assert json.loads(jwks.stdout)["keys"], jwks.stderr
