@@ -29,6 +29,7 @@ from devcluster.cluster import Cluster
 from devcluster.discovery import key_routes
 from devcluster.kubelet import DEFAULT_PODS, parse_pod_spec
 from devcluster.manifests import load_rbac_objects
+from devcluster.openapi import openapi_routes
 from devcluster.protobuf import negotiated_response, read_object
 from devcluster.rbac import non_resource, request_attributes, resource
 from devcluster.status import (
@@ -91,6 +92,7 @@ def create_app(cluster: Cluster | None = None) -> Litestar:
             *key_routes(emulator),
             *_token_routes(emulator),
             *discovery_routes(emulator),
+            *openapi_routes(emulator),
             healthz,
             readyz,
         ],

@@ -18,8 +18,10 @@ __all__ = [
     "decode_object",
     "encodable",
     "encode_object",
+    "length_delimited",
     "negotiated_response",
     "read_object",
+    "varint_field",
     "wants_protobuf",
 ]
 
@@ -255,6 +257,16 @@ def _encode_time(value: str) -> bytes:
     # metav1.Time on the wire: {int64 seconds = 1; int32 nanos = 2}.
     parsed = datetime.datetime.strptime(value, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=datetime.UTC)
     return _encode_field(Field("seconds", 1, "int"), int(parsed.timestamp()))
+
+
+def length_delimited(number: int, payload: bytes) -> bytes:
+    """Field `number` holding `payload` (a string, bytes or an embedded message)."""
+    return _key(number, _BYTES) + _varint(len(payload)) + payload
+
+
+def varint_field(number: int, value: int) -> bytes:
+    """Field `number` holding an integer or a bool."""
+    return _key(number, _VARINT) + _varint(value & _INT64)
 
 
 def _key(number: int, wire_type: int) -> bytes:

@@ -348,7 +348,15 @@ BOOTSTRAP_POLICY: tuple[dict[str, Any], ...] = (
     _cluster_role(
         "system:discovery",
         {
-            "nonResourceURLs": ["/api", "/api/*", "/apis", "/apis/*", *_HEALTH_URLS],
+            "nonResourceURLs": [
+                "/api",
+                "/api/*",
+                "/apis",
+                "/apis/*",
+                "/openapi",
+                "/openapi/*",
+                *_HEALTH_URLS,
+            ],
             "verbs": ["get"],
         },
     ),

@@ -239,9 +239,9 @@ def kubectl_lines(kubeconfig: str) -> list[str]:
         "  # a token for be-sa that be2 accepts (audience be2, 10 minutes): TokenRequest",
         "  kubectl create token be-sa --audience be2 --duration 10m",
         "  # who the API server says a token is: TokenReview",
-        f"  {review} | kubectl create --validate=false -o yaml -f -",
+        f"  {review} | kubectl create -o yaml -f -",
         "  # be-sa may not review tokens: Error from server (Forbidden)",
-        f"  {review} | kubectl --context {be_sa} create --validate=false -f -",
+        f"  {review} | kubectl --context {be_sa} create -f -",
         "  # the JWKS, read as be2-sa (as be2 fetches it)",
         f"  kubectl --context {be2_sa} get --raw /openid/v1/jwks",
     ]

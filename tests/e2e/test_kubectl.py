@@ -135,14 +135,26 @@ def test_kubectl_create_f_of_a_token_review_returns_the_user(
     kubectl: Kubectl, be_token: str, tmp_path: Path
 ) -> None:
     review = token_review_file(tmp_path, be_token, [])
-    # --validate=false: client-side validation needs /openapi/v2 in protobuf (docs/devcluster.md).
-    username = kubectl.ok(
-        "create", "-f", str(review), "--validate=false", "-o", "jsonpath={.status.user.username}"
-    )
+    username = kubectl.ok("create", "-f", str(review), "-o", "jsonpath={.status.user.username}")
     assert username == "system:serviceaccount:default:be-sa"
-    answer = json.loads(kubectl.ok("create", "-f", str(review), "--validate=false", "-o", "json"))
+    answer = json.loads(kubectl.ok("create", "-f", str(review), "-o", "json"))
     assert answer["status"]["authenticated"] is True
     assert answer["status"]["audiences"] == ["https://kubernetes.default.svc.cluster.local"]
+
+
+def test_kubectl_validates_a_token_review_against_the_served_openapi(
+    kubectl: Kubectl, be_token: str, tmp_path: Path
+) -> None:
+    # Client-side validation, with kube's definitions from GET /openapi/v2 (protobuf).
+    review = tmp_path / "misspelt.yaml"
+    body = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview"}
+    review.write_text(json.dumps(body | {"spec": {"tokn": be_token}}))
+    done = kubectl.run("create", "-f", str(review))
+    assert done.returncode == 1
+    assert 'unknown field "tokn" in io.k8s.api.authentication.v1.TokenReviewSpec' in done.stderr
+    assert be_token not in done.stderr
+    explained = kubectl.ok("explain", "tokenreview.spec.audiences")
+    assert "FIELD:    audiences <[]string>" in explained
 
 
 def test_rbacs_403_is_kubectls_error_from_server_forbidden(
@@ -153,7 +165,6 @@ def test_rbacs_403_is_kubectls_error_from_server_forbidden(
         "create",
         "-f",
         str(review),
-        "--validate=false",
         context=service_account_context("default", "be-sa"),
     )
     assert done.returncode == 1
