@@ -24,6 +24,7 @@ from litestar.params import FromPath
 from devcluster.access import authorize_request
 from devcluster.admin import create_admin_app
 from devcluster.cluster import Cluster
+from devcluster.decoding import TOKEN_REQUEST, TOKEN_REVIEW, Kind, decode_body, warning_header
 from devcluster.discovery import key_routes
 from devcluster.kubelet import DEFAULT_PODS, parse_pod_spec
 from devcluster.manifests import load_rbac_objects
@@ -34,7 +35,6 @@ from devcluster.status import (
     ApiError,
     internal_error,
     json_response,
-    read_json,
     status_body,
     unavailable,
 )
@@ -112,8 +112,9 @@ def _token_routes(cluster: Cluster) -> list[HTTPRouteHandler]:
             "create", "serviceaccounts", subresource="token", namespace=namespace, name=name
         )
         authorize_request(cluster, request.headers.get("authorization"), attributes)
-        body = await read_json(request, empty_ok=True)
-        return json_response(cluster.tokens.token_request(namespace, name, body), 201)
+        body, warnings = await _decode(request, TOKEN_REQUEST)
+        answer = cluster.tokens.token_request(namespace, name, body)
+        return json_response(answer, 201, **_warning(warnings))
 
     @post("/apis/authentication.k8s.io/v1/tokenreviews")
     async def token_review_route(request: AnyRequest) -> Response[bytes]:
@@ -124,10 +125,21 @@ def _token_routes(cluster: Cluster) -> list[HTTPRouteHandler]:
         if mode == "outage":
             return unavailable()
         authorize_request(cluster, request.headers.get("authorization"), _CREATE_TOKEN_REVIEWS)
-        review = token_review(cluster.authenticator, await read_json(request))
-        return json_response(review, 201)
+        body, warnings = await _decode(request, TOKEN_REVIEW)
+        review = token_review(cluster.authenticator, body)
+        return json_response(review, 201, **_warning(warnings))
 
     return [token_request, token_review_route]
+
+
+async def _decode(request: AnyRequest, kind: Kind) -> tuple[Any, list[str]]:
+    """The body as kube-apiserver decodes it, with fieldValidation from the query."""
+    return decode_body(await request.body(), kind, request.query_params.get("fieldValidation"))
+
+
+def _warning(warnings: list[str]) -> dict[str, str]:
+    # Unknown and repeated fields, under fieldValidation=Warn (the default).
+    return {"warning": warning_header(warnings)} if warnings else {}
 
 
 def _http_error(cluster: Cluster, request: AnyRequest, exc: HTTPException) -> Response[bytes]:
