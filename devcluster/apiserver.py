@@ -26,11 +26,12 @@ from devcluster.access import authorize_request
 from devcluster.admin import create_admin_app
 from devcluster.api_discovery import discovery_routes
 from devcluster.cluster import Cluster
+from devcluster.decoding import TOKEN_REQUEST, TOKEN_REVIEW, Kind, decode_body, warning_header
 from devcluster.discovery import key_routes
 from devcluster.kubelet import DEFAULT_PODS, parse_pod_spec
 from devcluster.manifests import load_rbac_objects
 from devcluster.openapi import openapi_routes
-from devcluster.protobuf import negotiated_response, read_object
+from devcluster.protobuf import is_protobuf, negotiated_response, read_protobuf
 from devcluster.rbac import non_resource, request_attributes, resource
 from devcluster.status import (
     MAX_BODY_BYTES,
@@ -121,10 +122,9 @@ def _token_routes(cluster: Cluster) -> list[HTTPRouteHandler]:
             "create", "serviceaccounts", subresource="token", namespace=namespace, name=name
         )
         authorize_request(cluster, request.headers.get("authorization"), attributes)
-        body = await read_object(request, empty_ok=True)
-        return negotiated_response(
-            request, cluster.tokens.token_request(namespace, name, body), 201
-        )
+        body, warnings = await _decode(request, TOKEN_REQUEST)
+        answer = cluster.tokens.token_request(namespace, name, body)
+        return negotiated_response(request, answer, 201, **_warning(warnings))
 
     @post("/apis/authentication.k8s.io/v1/tokenreviews")
     async def token_review_route(request: AnyRequest) -> Response[bytes]:
@@ -135,10 +135,24 @@ def _token_routes(cluster: Cluster) -> list[HTTPRouteHandler]:
         if mode == "outage":
             return unavailable()
         authorize_request(cluster, request.headers.get("authorization"), _CREATE_TOKEN_REVIEWS)
-        review = token_review(cluster.authenticator, await read_object(request))
-        return negotiated_response(request, review, 201)
+        body, warnings = await _decode(request, TOKEN_REVIEW)
+        review = token_review(cluster.authenticator, body)
+        return negotiated_response(request, review, 201, **_warning(warnings))
 
     return [token_request, token_review_route]
+
+
+async def _decode(request: AnyRequest, kind: Kind) -> tuple[Any, list[str]]:
+    """The body as kube-apiserver decodes it: protobuf when sent so (client-go's typed
+    clients), else JSON with fieldValidation from the query."""
+    if is_protobuf(request):
+        return await read_protobuf(request, kind.name, kind.group_version), []
+    return decode_body(await request.body(), kind, request.query_params.get("fieldValidation"))
+
+
+def _warning(warnings: list[str]) -> dict[str, str]:
+    # Unknown and repeated fields, under fieldValidation=Warn (the default).
+    return {"warning": warning_header(warnings)} if warnings else {}
 
 
 def _http_error(cluster: Cluster, request: AnyRequest, exc: HTTPException) -> Response[bytes]:

@@ -9,7 +9,7 @@ from typing import Any
 
 from litestar import Response
 
-from devcluster.status import AnyRequest, bad_request, json_response, read_json
+from devcluster.status import AnyRequest, bad_request, json_response
 
 __all__ = [
     "MAGIC",
@@ -18,9 +18,10 @@ __all__ = [
     "decode_object",
     "encodable",
     "encode_object",
+    "is_protobuf",
     "length_delimited",
     "negotiated_response",
-    "read_object",
+    "read_protobuf",
     "varint_field",
     "wants_protobuf",
 ]
@@ -165,18 +166,25 @@ def decode_object(data: bytes) -> dict[str, Any]:
     return {"kind": kind, "apiVersion": api_version, **_decode(message, unknown.get("raw", b""))}
 
 
-async def read_object(request: AnyRequest, *, empty_ok: bool = False) -> Any:
-    """The request body as JSON: decoded from protobuf when its Content-Type says so."""
+def is_protobuf(request: AnyRequest) -> bool:
+    """Whether the request body is sent as protobuf (its Content-Type)."""
     content_type = request.headers.get("content-type", "")
-    if content_type.split(";", 1)[0].strip().lower() != MEDIA_TYPE:
-        return await read_json(request, empty_ok=empty_ok)
-    raw = await request.body()
-    if not raw and empty_ok:
-        return {}
+    return content_type.split(";", 1)[0].strip().lower() == MEDIA_TYPE
+
+
+async def read_protobuf(request: AnyRequest, kind: str, group_version: str) -> dict[str, Any]:
+    """The protobuf body as its JSON form, once its envelope names `kind` in `group_version`.
+
+    Protobuf has no field names to check: kube-apiserver's strict field validation does not
+    apply to it, and unknown fields are dropped.
+    """
     try:
-        return decode_object(raw)
+        body = decode_object(await request.body())
     except ProtobufError as exc:
         raise bad_request(f"the body of the request is not valid protobuf: {exc}") from None
+    if (body["kind"], body["apiVersion"]) != (kind, group_version):
+        raise bad_request(f"the body of the request is not a {kind} object")
+    return body
 
 
 def wants_protobuf(accept: str | None) -> bool:
@@ -202,11 +210,18 @@ def wants_protobuf(accept: str | None) -> bool:
     return best is not None and best[2]
 
 
-def negotiated_response(request: AnyRequest, body: Any, status_code: int) -> Response[bytes]:
+def negotiated_response(
+    request: AnyRequest, body: Any, status_code: int, **headers: str
+) -> Response[bytes]:
     """`body` in protobuf when the client prefers it and its kind has a protobuf form; else JSON."""
     if encodable(body) and wants_protobuf(request.headers.get("accept")):
-        return Response(content=encode_object(body), status_code=status_code, media_type=MEDIA_TYPE)
-    return json_response(body, status_code)
+        return Response(
+            content=encode_object(body),
+            status_code=status_code,
+            media_type=MEDIA_TYPE,
+            headers=headers or None,
+        )
+    return json_response(body, status_code, **headers)
 
 
 # --- encoding -------------------------------------------------------------------------------
