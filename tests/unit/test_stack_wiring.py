@@ -133,7 +133,7 @@ def test_usage_exports_the_emulators_kubeconfig_for_kubectl(
     stack = Stack(tmp_path, cluster, "http://127.0.0.1:9001", "http://127.0.0.1:9002", (), 1.0)
     lines = [line.strip() for line in usage_text(stack).splitlines()]
     assert f"export KUBECONFIG={tmp_path / 'kubeconfig'}" in lines
-    kubectl = [line for line in lines if "kubectl " in line]
+    kubectl = [line for line in lines if line.startswith(("kubectl ", "printf "))]
     assert "kubectl create token be-sa --audience be2 --duration 10m" in kubectl
     for command in kubectl:
         checked = subprocess.run(["bash", "-n", "-c", command], capture_output=True, check=False)
