@@ -333,7 +333,10 @@ def _decode_field(field: Field, wire_type: int, value: int | bytes) -> Any:
         return _decode(field.message, value)
     if field.kind == "time":
         seconds = _decode((Field("seconds", 1, "int"),), value).get("seconds", 0)
-        moment = datetime.datetime.fromtimestamp(seconds, datetime.UTC)
+        try:
+            moment = datetime.datetime.fromtimestamp(seconds, datetime.UTC)
+        except (OverflowError, OSError, ValueError):
+            raise ProtobufError(f"field {field.name} is out of range") from None
         return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
     if field.kind in ("string-map", "extra"):
         items = (Field("items", 1, repeated=True),)

@@ -270,6 +270,10 @@ def test_errors_come_back_as_a_protobuf_status_when_protobuf_is_preferred(
         MAGIC + b"\x0a\x05\x0a\x01",
         MAGIC + b"\x0a\x02\x0a\x00",
         MAGIC + b"\x0b",
+        # A TokenReview whose metadata.creationTimestamp is 2**62 s: past any date.
+        MAGIC
+        + b"\n'\n\x18authentication.k8s.io/v1\x12\x0bTokenReview"
+        + b"\x12\x13\n\x0cB\n\x08\x80\x80\x80\x80\x80\x80\x80\x80@\x12\x03\n\x01x",
     ],
 )
 def test_bad_protobuf_bodies_are_400(api: Any, cluster: Cluster, body: bytes) -> None:
