@@ -24,6 +24,7 @@ from devcluster.protobuf import (
     ProtobufError,
     decode_object,
     encode_object,
+    length_delimited,
     wants_protobuf,
 )
 from tests.kube_schemas import schema_errors
@@ -284,6 +285,12 @@ def test_bad_protobuf_bodies_are_400(api: Any, cluster: Cluster, body: bytes) ->
     assert response.json()["reason"] == "BadRequest"
 
 
+def _enveloped(kind: str, raw: bytes) -> bytes:
+    api_version = "v1" if kind == "Status" else "authentication.k8s.io/v1"
+    type_meta = length_delimited(1, api_version.encode()) + length_delimited(2, kind.encode())
+    return MAGIC + length_delimited(1, type_meta) + length_delimited(2, raw)
+
+
 @given(st.binary(max_size=200))
 def test_decoding_any_bytes_gives_an_object_or_a_protobuf_error(data: bytes) -> None:
     try:
@@ -291,6 +298,18 @@ def test_decoding_any_bytes_gives_an_object_or_a_protobuf_error(data: bytes) -> 
     except ProtobufError:
         return
     assert decoded["kind"] in ("TokenRequest", "TokenReview", "Status")
+
+
+@given(st.sampled_from(["TokenRequest", "TokenReview", "Status"]), st.binary(max_size=300))
+def test_any_message_bytes_of_a_known_kind_decode_or_are_a_protobuf_error(
+    kind: str, raw: bytes
+) -> None:
+    try:
+        decoded = decode_object(_enveloped(kind, raw))
+    except ProtobufError:
+        return
+    assert decoded["kind"] == kind
+    json.dumps(decoded)  # the JSON form the handlers take
 
 
 @given(
