@@ -13,7 +13,7 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml deploy/requirements.lock
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test,bench]' \
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test,bench,devcluster]' \
 		--requirement deploy/requirements.lock
 	@touch $(STAMP)
 

@@ -317,25 +317,6 @@ def _routes(cluster: Cluster) -> list[HTTPRouteHandler]:
 
         return post(path, status_code=200, name=path)(handler)
 
-    @post("/admin/pods/{namespace:str}/{name:str}/terminate", status_code=200)
-    async def terminate(
-        request: AnyRequest, namespace: FromPath[str], name: FromPath[str]
-    ) -> dict[str, Any]:
-        check(request)
-        body = await read_json(request, empty_ok=True)
-        if not isinstance(body, dict):
-            raise bad_request("the body must be a JSON object")
-        answer: dict[str, Any] = terminate_pod(cluster, namespace, name, body)
-        return answer
-
-    @post("/admin/pods/{namespace:str}/{name:str}/remove", status_code=200)
-    async def remove(
-        request: AnyRequest, namespace: FromPath[str], name: FromPath[str]
-    ) -> dict[str, Any]:
-        check(request)
-        pod = cluster.remove_pod(namespace, name)
-        return {"removed": f"{pod.namespace}/{pod.name}", "uid": pod.uid}
-
     @post("/admin/tokens/rotate", status_code=200)
     async def rotate_tokens(request: AnyRequest) -> dict[str, Any]:
         check(request)
@@ -355,12 +336,36 @@ def _routes(cluster: Cluster) -> list[HTTPRouteHandler]:
 
     return [
         *(body_route(path, operation) for path, operation in BODY_OPERATIONS.items()),
-        terminate,
-        remove,
+        *_pod_routes(cluster, check),
         rotate_tokens,
         state_route,
         redirect_target,
     ]
+
+
+def _pod_routes(cluster: Cluster, check: Callable[[AnyRequest], None]) -> list[HTTPRouteHandler]:
+    """Pod deletion in kube's two steps: terminate (graceful), then remove."""
+
+    @post("/admin/pods/{namespace:str}/{name:str}/terminate", status_code=200)
+    async def terminate(
+        request: AnyRequest, namespace: FromPath[str], name: FromPath[str]
+    ) -> dict[str, Any]:
+        check(request)
+        body = await read_json(request, empty_ok=True)
+        if not isinstance(body, dict):
+            raise bad_request("the body must be a JSON object")
+        answer: dict[str, Any] = terminate_pod(cluster, namespace, name, body)
+        return answer
+
+    @post("/admin/pods/{namespace:str}/{name:str}/remove", status_code=200)
+    async def remove(
+        request: AnyRequest, namespace: FromPath[str], name: FromPath[str]
+    ) -> dict[str, Any]:
+        check(request)
+        pod = cluster.remove_pod(namespace, name)
+        return {"removed": f"{pod.namespace}/{pod.name}", "uid": pod.uid}
+
+    return [terminate, remove]
 
 
 def _admin_error(_: AnyRequest, exc: ApiError) -> Response[bytes]:

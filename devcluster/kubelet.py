@@ -131,6 +131,8 @@ def schedule_pod(
 def write_private(path: Path, data: bytes, mode: int = 0o600) -> None:
     """Write `path` created with `mode` from the start (never readable by others meanwhile)."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    # Exactly `mode`, whatever the umask (atomic_writer.go chmods each file it writes).
+    os.fchmod(fd, mode)
     with os.fdopen(fd, "wb") as handle:
         handle.write(data)
 

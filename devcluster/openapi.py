@@ -41,7 +41,7 @@ _REF_PREFIX = "$defs/"
 @functools.cache
 def definitions() -> dict[str, Any]:
     """The swagger `definitions` of ROOTS and every definition they reference."""
-    # kubernetes-validate is a development dependency (the test extra), as the emulator is.
+    # kubernetes-validate comes with the devcluster extra, as the emulator does.
     from kubernetes_validate.utils import schema_contents  # type: ignore[import-untyped]
 
     published = schema_contents(

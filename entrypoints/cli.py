@@ -49,25 +49,7 @@ def _command(
     )
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="ksa-auth",
-        description="Kubernetes ServiceAccount JWT authentication between services.",
-        epilog=EXIT_CODES,
-    )
-    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    serve = _command(
-        commands, "serve", "run be or be2 with settings from the environment", _SERVE_VARIABLES
-    )
-    serve.add_argument("service", choices=["be", "be2"], help="which service")
-    serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
-    serve.add_argument("--port", type=int, default=8000, help="port to listen on")
-    serve.add_argument(
-        "--server", choices=["uvicorn", "granian"], default=DEFAULT_SERVER, help="ASGI server"
-    )
-
+def _devcluster_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     cluster = _command(
         commands, "devcluster", "run the local cluster emulator only", "Reads no KSA_* variable."
     )
@@ -92,6 +74,28 @@ def build_parser() -> argparse.ArgumentParser:
         help="RBAC objects to enforce besides kube's bootstrap policy (repeatable): a YAML file "
         "or a kustomization directory, e.g. deploy/k8s/overlays/hardened-tokenreview",
     )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ksa-auth",
+        description="Kubernetes ServiceAccount JWT authentication between services.",
+        epilog=EXIT_CODES,
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = _command(
+        commands, "serve", "run be or be2 with settings from the environment", _SERVE_VARIABLES
+    )
+    serve.add_argument("service", choices=["be", "be2"], help="which service")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    serve.add_argument("--port", type=int, default=8000, help="port to listen on")
+    serve.add_argument(
+        "--server", choices=["uvicorn", "granian"], default=DEFAULT_SERVER, help="ASGI server"
+    )
+
+    _devcluster_command(commands)
 
     for name, text in (
         ("up", "start devcluster, be and be2, run the flow, serve until Ctrl-C"),

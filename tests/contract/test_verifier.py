@@ -547,7 +547,7 @@ async def test_a_deleted_pod_is_revoked_by_tokenreview_while_jwks_still_accepts(
         )
         assert (await jwks.verify(token)).pod == be.name
         assert (await review.verify(token)).pod == be.name
-        cluster.admin(f"/admin/pods/{be.namespace}/{be.name}/delete")
+        cluster.admin(f"/admin/pods/{be.namespace}/{be.name}/remove")
         # Within the cache's TTL the earlier answer stands, without asking again.
         assert (await review.verify(token)).pod == be.name
         assert reviewer.reviews == 1

@@ -62,5 +62,5 @@ def test_a_broken_manifest_is_one_clear_error(tmp_path: Path) -> None:
         load_rbac_objects([bad])
     with pytest.raises(ValueError, match="RBAC manifests not found"):
         load_rbac_objects([tmp_path / "missing.yaml"])
-    with pytest.raises(ValueError, match="holds no kustomization.yaml"):
+    with pytest.raises(ValueError, match=r"holds no kustomization\.yaml"):
         load_rbac_objects([tmp_path])

@@ -81,7 +81,7 @@ def test_tokenreview_sees_a_deleted_pod(fresh_devcluster: DevCluster, tmp_path: 
         assert live.json()["pod"] == be.name
         # A token never shown to be2 before (nothing cached), then the pod goes away.
         unseen = cluster.mint("be-sa", pod=be.name)
-        cluster.admin(f"/admin/pods/{be.namespace}/{be.name}/delete")
+        cluster.admin(f"/admin/pods/{be.namespace}/{be.name}/remove")
         revoked = client.get("/validate-auth", headers=bearer(unseen))
         assert revoked.status_code == 401, revoked.text
         assert revoked.json()["reason"] == "revoked"
