@@ -397,7 +397,9 @@ class Decision:
 class Authorizer:
     """kube-apiserver's authorizer chain for this emulator: system:masters, then RBAC."""
 
-    def __init__(self, objects: Iterable[Mapping[str, Any]] = (), *, bootstrap: bool = True):
+    def __init__(
+        self, objects: Iterable[Mapping[str, Any]] = (), *, bootstrap: bool = True
+    ) -> None:
         self.policy = Policy()
         for document in (*(BOOTSTRAP_POLICY if bootstrap else ()), *objects):
             self.policy.add(document)

@@ -28,9 +28,12 @@ __all__ = [
 T = TypeVar("T")
 
 ROOT = Path(__file__).resolve().parents[1]
+OVERLAYS = ROOT / "deploy" / "k8s" / "overlays"
 # The grants the emulator's own tests need (be2-sa: TokenReview, be-sa: TokenRequest).
 TEST_RBAC = ROOT / "tests" / "data" / "rbac" / "test-callers.yaml"
-OVERLAYS = ROOT / "deploy" / "k8s" / "overlays"
+# The default pods are the seed's setup, deploy/'s docker-desktop overlay: its RBAC objects,
+# plus the tests' grants.
+DEFAULT_RBAC = (OVERLAYS / "docker-desktop", TEST_RBAC)
 # The devcluster must serve within 3 s; a loaded CI machine gets a wider bound.
 START_TIMEOUT_SECONDS = 30.0
 STOP_TIMEOUT_SECONDS = 15.0
@@ -241,7 +244,7 @@ def devcluster_command(
     state_dir: Path,
     token_ttl: int,
     extra_args: Sequence[str] = (),
-    rbac: Sequence[Path] = (TEST_RBAC,),
+    rbac: Sequence[Path] = DEFAULT_RBAC,
 ) -> list[str]:
     return [
         sys.executable,
@@ -267,7 +270,7 @@ def start_devcluster(
     token_ttl: int = 3607,
     *,
     extra_args: Sequence[str] = (),
-    rbac: Sequence[Path] = (TEST_RBAC,),
+    rbac: Sequence[Path] = DEFAULT_RBAC,
     timeout: float = START_TIMEOUT_SECONDS,
 ) -> Iterator[DevCluster]:
     """Run `ksa-auth devcluster` in `state_dir` until the block ends, then stop it and wait.

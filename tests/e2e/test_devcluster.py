@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from joserfc import jws
 from joserfc.jwk import KeySet
 
+from devcluster.status import status_body
 from tests.devcluster_harness import DevCluster, devcluster_command, poll, start_devcluster
 from tests.helpers import layout, segment
 from tests.unit.test_seed_token import SEED_TOKEN
@@ -37,17 +38,8 @@ ONE_YEAR = 365 * 24 * 3600
 
 
 def forbidden(message: str, **details: str) -> dict[str, Any]:
-    """kube-apiserver's 403 Status."""
-    return {
-        "kind": "Status",
-        "apiVersion": "v1",
-        "metadata": {},
-        "status": "Failure",
-        "message": message,
-        "reason": "Forbidden",
-        "details": details,
-        "code": 403,
-    }
+    """kube-apiserver's 403 Status (its full shape is pinned in test_devcluster_rbac.py)."""
+    return status_body(403, "Forbidden", message, details)
 
 
 def anonymous_status(verb: str, path: str) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
+from devcluster.status import status_body
 from tests.devcluster_harness import TEST_RBAC, DevCluster, start_devcluster
 
 pytestmark = pytest.mark.e2e
@@ -38,17 +39,7 @@ def status(
     code: int, reason: str, message: str, details: dict[str, str] | None = None
 ) -> dict[str, Any]:
     """A metav1.Status; `details` only where kube sets them (not on NewBadRequest's 400s)."""
-    body: dict[str, Any] = {
-        "kind": "Status",
-        "apiVersion": "v1",
-        "metadata": {},
-        "status": "Failure",
-        "message": message,
-        "reason": reason,
-    }
-    if details is not None:
-        body["details"] = details
-    return body | {"code": code}
+    return status_body(code, reason, message, details)
 
 
 @pytest.fixture(scope="module")
@@ -237,9 +228,11 @@ def test_terminate_keeps_tokens_for_grace_plus_60_s_and_remove_ends_them(tmp_pat
         assert state["pods_terminated"] == 1
         listed = next(p for p in state["pods"] if p["name"] == be.name)
         assert listed["deletion_timestamp"] == answer["deletion_timestamp"]
-        cluster.admin("/admin/clock/advance", {"seconds": 69})
-        assert review_error(cluster, token) is None  # 10 s grace + 60 s not yet past
-        cluster.admin("/admin/clock/advance", {"seconds": 2})
+        # deletionTimestamp is whole seconds (at most 1 s before now + grace): 65 s on, the
+        # 10 s grace + 60 s have not passed (4 s to spare for the test itself); 72 s on they have.
+        cluster.admin("/admin/clock/advance", {"seconds": 65})
+        assert review_error(cluster, token) is None
+        cluster.admin("/admin/clock/advance", {"seconds": 7})
         assert review_error(cluster, token) == (
             "[invalid bearer token, service account token has been invalidated]"
         )

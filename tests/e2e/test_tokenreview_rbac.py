@@ -147,20 +147,23 @@ def test_be2_is_not_ready_without_the_binding_and_says_what_is_missing(tmp_path:
     assert MISSING_PERMISSION in messages, messages
 
 
-def test_be2_sees_a_terminated_pod_only_after_its_grace_and_60_s(tmp_path: Path) -> None:
+def test_be2_sees_a_terminated_pod_after_its_grace_and_60_s_a_removed_one_at_once(
+    tmp_path: Path,
+) -> None:
     state = tmp_path / "devcluster"
-    with start_devcluster(state, extra_args=PODS, rbac=[OVERLAYS / OVERLAY]) as cluster:
-        be = cluster.pod("be")
+    pods = [*PODS, "--pod", "ksa-auth/web:be-sa:be2"]
+    with start_devcluster(state, extra_args=pods, rbac=[OVERLAYS / OVERLAY]) as cluster:
+        be, web = cluster.pod("be"), cluster.pod("web")
 
-        def unseen() -> str:
-            # A token be2 has not cached, bound to be's pod.
-            return cluster.mint("be-sa", namespace="ksa-auth", audiences=["be2"], pod=be.name)
+        def unseen(pod: str = be.name) -> str:
+            # A token be2 has not cached, bound to the pod.
+            return cluster.mint("be-sa", namespace="ksa-auth", audiences=["be2"], pod=pod)
 
         with (
             start_service("be2", hardened_environment(cluster), tmp_path / "logs") as be2,
             be2.client() as client,
         ):
-            before, after = unseen(), unseen()
+            before, after, web_token = unseen(), unseen(), unseen(web.name)
             terminated = cluster.admin(
                 f"/admin/pods/ksa-auth/{be.name}/terminate", {"grace_period_seconds": 30}
             )
@@ -173,3 +176,8 @@ def test_be2_sees_a_terminated_pod_only_after_its_grace_and_60_s(tmp_path: Path)
             revoked = client.get("/validate-auth", headers=bearer(after))
             assert revoked.status_code == 401, revoked.text
             assert revoked.json()["reason"] == "revoked"
+            # remove: the object is gone, its tokens are refused at once (no grace).
+            cluster.admin(f"/admin/pods/ksa-auth/{web.name}/remove")
+            removed = client.get("/validate-auth", headers=bearer(web_token))
+            assert removed.status_code == 401, removed.text
+            assert removed.json()["reason"] == "revoked"
