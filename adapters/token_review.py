@@ -118,7 +118,7 @@ class TokenReviewVerifier(Verifier):
     server is asked.
     """
 
-    __slots__ = ("_client", "_clock", "_config", "_token_source", "reviews")
+    __slots__ = ("_client", "_clock", "_config", "_token_source", "access_error", "reviews")
 
     def __init__(
         self,
@@ -133,6 +133,8 @@ class TokenReviewVerifier(Verifier):
         self._clock = clock
         self.reviews = 0
         """How many TokenReviews were sent (for tests and metrics)."""
+        self.access_error: str | None = None
+        """Why the API server refused our last TokenReview (401/403), None once one answered."""
 
     @property
     def url(self) -> str:
@@ -184,18 +186,29 @@ class TokenReviewVerifier(Verifier):
         except ApiServerError as exc:
             raise ReviewUnavailable(f"TokenReview failed: {exc.reason}") from None
         if response.status in (401, 403):
-            raise ReviewUnavailable(
-                f"TokenReview answered {response.status}: our service account needs "
-                "`create tokenreviews` (ClusterRole system:auth-delegator)"
-                if response.status == 403
-                else "TokenReview answered 401: the API server refused our own token"
-            )
+            self.access_error = _refusal(response.status, response.body)
+            raise ReviewUnavailable(self.access_error)
         if response.status not in (200, 201):
             raise ReviewUnavailable(f"TokenReview answered HTTP {response.status}")
         try:
-            return _review_decoder.decode(response.body).status
+            status = _review_decoder.decode(response.body).status
         except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
             raise ReviewUnavailable("TokenReview answer is not a TokenReview") from None
+        self.access_error = None
+        return status
+
+    async def check_access(self) -> None:
+        """Ask one TokenReview (of our own token) to learn whether we may: `access_error`
+        says why not (RBAC, our own token refused), None once the API server answered.
+
+        Raises:
+            ReviewUnavailable: the API server could not be asked, or refused us.
+        """
+        try:
+            own_token = self._token_source.current_token()
+        except TokenUnavailable as exc:
+            raise ReviewUnavailable(f"TokenReview needs our own token: {exc.detail}") from None
+        await self._review(own_token)
 
     def _identity(self, status: _Status, claims: Claims, local: Identity) -> Identity:
         requested = set(self._config.audiences)
@@ -225,6 +238,28 @@ class TokenReviewVerifier(Verifier):
             warn_after=local.warn_after,
             key_id=local.key_id,
         )
+
+
+class _StatusMessage(msgspec.Struct):
+    message: str = ""
+
+
+def _refusal(status: int, body: bytes) -> str:
+    """What a refused TokenReview means for us, with the API server's own words (its Status
+    names the user and the verb; no token)."""
+    try:
+        said = msgspec.json.decode(body, type=_StatusMessage).message.strip()[:300]
+    except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
+        said = ""
+    if status == 403:
+        problem = (
+            "TokenReview answered 403: our service account needs `create` on `tokenreviews` "
+            "in API group authentication.k8s.io (a ClusterRole such as system:auth-delegator, "
+            "bound to it)"
+        )
+    else:
+        problem = "TokenReview answered 401: the API server refused our own token"
+    return f"{problem}; the API server said: {said}" if said else problem
 
 
 def _rejection(error: str) -> AuthError:

@@ -14,7 +14,14 @@ from litestar.exceptions import HTTPException
 from litestar.handlers import HTTPRouteHandler
 from litestar.params import FromPath
 
-from devcluster.cluster import KEY_FAULTS, REVIEW_FAULTS, Cluster, Faults
+from devcluster.cluster import (
+    DEFAULT_GRACE_SECONDS,
+    KEY_FAULTS,
+    REVIEW_FAULTS,
+    AdjustableClock,
+    Cluster,
+    Faults,
+)
 from devcluster.issuer import MAX_TOKEN_SECONDS, timestamp
 from devcluster.kubelet import Pod
 from devcluster.status import (
@@ -30,6 +37,7 @@ from devcluster.status import (
 from domain.jws import b64url_encode
 
 __all__ = [
+    "advance_clock",
     "create_admin_app",
     "mint",
     "retire_signing_key",
@@ -47,12 +55,14 @@ COUNTERS = (
     "tokenreview_requests",
     "tokenrequest_requests",
     "unauthorized_requests",
+    "forbidden_requests",
     "redirect_target_requests",
     "redirect_target_authorization",
     "tokens_issued",
     "token_writes",
     "key_rotations",
-    "pods_deleted",
+    "pods_terminated",
+    "pods_removed",
 )
 
 Operation = Callable[[Cluster, dict[str, Any]], dict[str, Any]]
@@ -214,6 +224,34 @@ def retire_signing_key(cluster: Cluster, body: Mapping[str, Any]) -> dict[str, A
     return {"retired": kid, "published": list(cluster.keyset.published_kids)}
 
 
+def advance_clock(cluster: Cluster, body: Mapping[str, Any]) -> dict[str, Any]:
+    """Move the cluster's clock forward: token times, deletion grace, kubelet refreshes."""
+    _only(body, "seconds")
+    seconds = body.get("seconds")
+    if (
+        isinstance(seconds, bool)
+        or not isinstance(seconds, int | float)
+        or not 0 <= seconds <= MAX_TOKEN_SECONDS
+    ):
+        raise bad_request("seconds must be a number from 0 to 2^32")
+    if not isinstance(cluster.clock, AdjustableClock):
+        raise bad_request("this cluster's clock cannot be moved")
+    now = cluster.clock.advance(float(seconds))
+    cluster.kubelet.wake()
+    return {"now": timestamp(now), "offset_seconds": cluster.clock.offset}
+
+
+def terminate_pod(cluster: Cluster, namespace: str, name: str, body: Mapping[str, Any]) -> Any:
+    """A graceful delete: deletionTimestamp = now + grace; tokens hold 60 s past it."""
+    _only(body, "grace_period_seconds")
+    grace = body.get("grace_period_seconds", DEFAULT_GRACE_SECONDS)
+    if isinstance(grace, bool) or not isinstance(grace, int) or not 0 <= grace <= 86400:
+        raise bad_request("grace_period_seconds must be an integer from 0 to 86400")
+    pod = cluster.terminate_pod(namespace, name, grace)
+    deleted = timestamp(pod.deletion_timestamp or 0)
+    return {"terminated": f"{namespace}/{name}", "uid": pod.uid, "deletion_timestamp": deleted}
+
+
 def state(cluster: Cluster) -> dict[str, Any]:
     """The counters, the faults, the keys and the pods."""
     return {
@@ -239,6 +277,7 @@ BODY_OPERATIONS: dict[str, Operation] = {
     "/admin/tokens/mint": mint,
     "/admin/sign": sign,
     "/admin/faults": set_faults,
+    "/admin/clock/advance": advance_clock,
 }
 
 
@@ -278,14 +317,6 @@ def _routes(cluster: Cluster) -> list[HTTPRouteHandler]:
 
         return post(path, status_code=200, name=path)(handler)
 
-    @post("/admin/pods/{namespace:str}/{name:str}/delete", status_code=200)
-    async def delete_pod(
-        request: AnyRequest, namespace: FromPath[str], name: FromPath[str]
-    ) -> dict[str, Any]:
-        check(request)
-        pod = cluster.delete_pod(namespace, name)
-        return {"deleted": f"{pod.namespace}/{pod.name}", "uid": pod.uid}
-
     @post("/admin/tokens/rotate", status_code=200)
     async def rotate_tokens(request: AnyRequest) -> dict[str, Any]:
         check(request)
@@ -310,12 +341,37 @@ def _routes(cluster: Cluster) -> list[HTTPRouteHandler]:
 
     return [
         *(body_route(path, operation) for path, operation in BODY_OPERATIONS.items()),
-        delete_pod,
+        *_pod_routes(cluster, check),
         rotate_tokens,
         renew_certificates,
         state_route,
         redirect_target,
     ]
+
+
+def _pod_routes(cluster: Cluster, check: Callable[[AnyRequest], None]) -> list[HTTPRouteHandler]:
+    """Pod deletion in kube's two steps: terminate (graceful), then remove."""
+
+    @post("/admin/pods/{namespace:str}/{name:str}/terminate", status_code=200)
+    async def terminate(
+        request: AnyRequest, namespace: FromPath[str], name: FromPath[str]
+    ) -> dict[str, Any]:
+        check(request)
+        body = await read_json(request, empty_ok=True)
+        if not isinstance(body, dict):
+            raise bad_request("the body must be a JSON object")
+        answer: dict[str, Any] = terminate_pod(cluster, namespace, name, body)
+        return answer
+
+    @post("/admin/pods/{namespace:str}/{name:str}/remove", status_code=200)
+    async def remove(
+        request: AnyRequest, namespace: FromPath[str], name: FromPath[str]
+    ) -> dict[str, Any]:
+        check(request)
+        pod = cluster.remove_pod(namespace, name)
+        return {"removed": f"{pod.namespace}/{pod.name}", "uid": pod.uid}
+
+    return [terminate, remove]
 
 
 def _admin_error(_: AnyRequest, exc: ApiError) -> Response[bytes]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import os
 import signal
 import socket
@@ -20,17 +21,23 @@ from litestar.exceptions import HTTPException
 from litestar.handlers import HTTPRouteHandler
 from litestar.params import FromPath
 
+from devcluster import kubeconfig
+from devcluster.access import authorize_request
 from devcluster.admin import create_admin_app
+from devcluster.api_discovery import discovery_routes
 from devcluster.cluster import Cluster
+from devcluster.decoding import TOKEN_REQUEST, TOKEN_REVIEW, Kind, decode_body, warning_header
 from devcluster.discovery import key_routes
 from devcluster.kubelet import DEFAULT_PODS, parse_pod_spec
+from devcluster.manifests import load_rbac_objects
+from devcluster.openapi import openapi_routes
+from devcluster.protobuf import is_protobuf, negotiated_response, read_protobuf
+from devcluster.rbac import non_resource, request_attributes, resource
 from devcluster.status import (
     MAX_BODY_BYTES,
     AnyRequest,
     ApiError,
     internal_error,
-    json_response,
-    read_json,
     status_body,
     unavailable,
 )
@@ -46,6 +53,11 @@ _HTTP_REASONS = {
 }
 
 
+_CREATE_TOKEN_REVIEWS = resource("create", "tokenreviews", api_group="authentication.k8s.io")
+_GET_HEALTHZ = non_resource("get", "/healthz")
+_GET_READYZ = non_resource("get", "/readyz")
+
+
 def create_app(cluster: Cluster | None = None) -> Litestar:
     """The emulated kube-apiserver: discovery, JWKS, TokenRequest, TokenReview.
 
@@ -59,12 +71,15 @@ def create_app(cluster: Cluster | None = None) -> Litestar:
         cluster = Cluster(Path(state_dir))
     emulator = cluster
 
+    # system:public-info-viewer lets anyone, anonymous included, read these.
     @get("/healthz", media_type="text/plain")
-    async def healthz() -> str:
+    async def healthz(request: AnyRequest) -> str:
+        authorize_request(emulator, request.headers.get("authorization"), _GET_HEALTHZ)
         return "ok"
 
     @get("/readyz", media_type="text/plain")
-    async def readyz() -> str:
+    async def readyz(request: AnyRequest) -> str:
+        authorize_request(emulator, request.headers.get("authorization"), _GET_READYZ)
         return "ok"
 
     async def start() -> None:
@@ -74,10 +89,17 @@ def create_app(cluster: Cluster | None = None) -> Litestar:
         await emulator.kubelet.stop()
 
     return Litestar(
-        route_handlers=[*key_routes(emulator), *_token_routes(emulator), healthz, readyz],
+        route_handlers=[
+            *key_routes(emulator),
+            *_token_routes(emulator),
+            *discovery_routes(emulator),
+            *openapi_routes(emulator),
+            healthz,
+            readyz,
+        ],
         exception_handlers={
             ApiError: _api_error,
-            HTTPException: _http_error,
+            HTTPException: functools.partial(_http_error, emulator),
             Exception: internal_error,
         },
         on_startup=[start],
@@ -89,22 +111,20 @@ def create_app(cluster: Cluster | None = None) -> Litestar:
 
 
 def _token_routes(cluster: Cluster) -> list[HTTPRouteHandler]:
-    """TokenRequest and TokenReview, for any caller with a valid service account token."""
-
-    def require_caller(request: AnyRequest) -> None:
-        authorization = request.headers.get("authorization")
-        if not cluster.authenticator.authenticate_header(authorization).authenticated:
-            cluster.counters["unauthorized_requests"] += 1
-            raise ApiError(401, "Unauthorized", "Unauthorized")
+    """TokenRequest and TokenReview, for callers RBAC lets `create` them."""
 
     @post("/api/v1/namespaces/{namespace:str}/serviceaccounts/{name:str}/token")
     async def token_request(
         request: AnyRequest, namespace: FromPath[str], name: FromPath[str]
     ) -> Response[bytes]:
         cluster.counters["tokenrequest_requests"] += 1
-        require_caller(request)
-        body = await read_json(request, empty_ok=True)
-        return json_response(cluster.tokens.token_request(namespace, name, body), 201)
+        attributes = resource(
+            "create", "serviceaccounts", subresource="token", namespace=namespace, name=name
+        )
+        authorize_request(cluster, request.headers.get("authorization"), attributes)
+        body, warnings = await _decode(request, TOKEN_REQUEST)
+        answer = cluster.tokens.token_request(namespace, name, body)
+        return negotiated_response(request, answer, 201, **_warning(warnings))
 
     @post("/apis/authentication.k8s.io/v1/tokenreviews")
     async def token_review_route(request: AnyRequest) -> Response[bytes]:
@@ -114,22 +134,44 @@ def _token_routes(cluster: Cluster) -> list[HTTPRouteHandler]:
             await asyncio.sleep(cluster.faults.delay_seconds)
         if mode == "outage":
             return unavailable()
-        # TokenReview needs an authenticated caller (and RBAC `create tokenreviews`, which
-        # every service account has here).
-        require_caller(request)
-        review = token_review(cluster.authenticator, await read_json(request))
-        return json_response(review, 201)
+        authorize_request(cluster, request.headers.get("authorization"), _CREATE_TOKEN_REVIEWS)
+        body, warnings = await _decode(request, TOKEN_REVIEW)
+        review = token_review(cluster.authenticator, body)
+        return negotiated_response(request, review, 201, **_warning(warnings))
 
     return [token_request, token_review_route]
 
 
-def _http_error(_: AnyRequest, exc: HTTPException) -> Response[bytes]:
-    reason, message = _HTTP_REASONS.get(exc.status_code, ("BadRequest", "bad request"))
-    return json_response(status_body(exc.status_code, reason, message), exc.status_code)
+async def _decode(request: AnyRequest, kind: Kind) -> tuple[Any, list[str]]:
+    """The body as kube-apiserver decodes it: protobuf when sent so (client-go's typed
+    clients), else JSON with fieldValidation from the query."""
+    if is_protobuf(request):
+        return await read_protobuf(request, kind.name, kind.group_version), []
+    return decode_body(await request.body(), kind, request.query_params.get("fieldValidation"))
 
 
-def _api_error(_: AnyRequest, exc: ApiError) -> Response[bytes]:
-    return json_response(exc.body(), exc.code)
+def _warning(warnings: list[str]) -> dict[str, str]:
+    # Unknown and repeated fields, under fieldValidation=Warn (the default).
+    return {"warning": warning_header(warnings)} if warnings else {}
+
+
+def _http_error(cluster: Cluster, request: AnyRequest, exc: HTTPException) -> Response[bytes]:
+    """No route, or not this method: kube-apiserver authorizes the request before it looks
+    for a handler, so only a caller RBAC lets through learns that (NewGenericServerResponse:
+    `details: {}`)."""
+    code = exc.status_code
+    if code in (404, 405):
+        attributes = request_attributes(request.method, request.url.path)
+        try:
+            authorize_request(cluster, request.headers.get("authorization"), attributes)
+        except ApiError as denied:
+            return _api_error(request, denied)
+    reason, message = _HTTP_REASONS.get(code, ("BadRequest", "bad request"))
+    return negotiated_response(request, status_body(code, reason, message, {}), code)
+
+
+def _api_error(request: AnyRequest, exc: ApiError) -> Response[bytes]:
+    return negotiated_response(request, exc.body(), exc.code)
 
 
 # --- serving -------------------------------------------------------------------------------
@@ -197,7 +239,7 @@ async def serve(
         asyncio.create_task(server.serve(sockets=[sock]))
         for server, sock in zip(servers, (api_socket, admin_socket), strict=True)
     ]
-    cluster_json: Path | None = None
+    written: list[Path] = []  # cluster.json and the kubeconfig, removed when we stop
     try:
         while not all(s.started for s in servers):
             if any(t.done() for t in tasks):
@@ -205,7 +247,9 @@ async def serve(
             await asyncio.sleep(0.01)
         else:
             announce(f"devcluster serving {cluster.url} (admin {cluster.admin_url})")
+            written.append(kubeconfig.write(cluster))
             cluster_json = cluster.write_cluster_json()
+            written.append(cluster_json)
             announce(f"devcluster state in {cluster_json}")
         await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         stop()
@@ -213,9 +257,9 @@ async def serve(
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
-        if cluster_json is not None:
+        for path in written:
             with contextlib.suppress(OSError):
-                cluster_json.unlink()
+                path.unlink()
     failed = [t for t in tasks if not t.cancelled() and t.exception() is not None]
     return 1 if failed or not all(s.started for s in servers) else 0
 
@@ -224,7 +268,8 @@ def run(args: argparse.Namespace) -> int:
     """`ksa-auth devcluster`: serve until Ctrl-C or SIGTERM; exit 0 on a clean stop."""
     try:
         pods = [parse_pod_spec(p) for p in getattr(args, "pod", None) or []] or DEFAULT_PODS
-        cluster = Cluster(Path(args.state_dir), token_ttl=args.token_ttl, pods=pods)
+        rbac = load_rbac_objects(Path(p) for p in getattr(args, "rbac", None) or [])
+        cluster = Cluster(Path(args.state_dir), token_ttl=args.token_ttl, pods=pods, rbac=rbac)
     except (OSError, ValueError) as exc:
         print(f"devcluster: {exc}", file=sys.stderr)
         return 2

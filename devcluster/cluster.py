@@ -8,13 +8,13 @@ import os
 import secrets
 import shutil
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from adapters.fake_keyset import API_AUDIENCE, ISSUER, Algorithm, FakeKeySet
-from devcluster.issuer import Issuer
+from devcluster.issuer import Issuer, timestamp
 from devcluster.kubelet import (
     DEFAULT_PODS,
     Kubelet,
@@ -24,17 +24,43 @@ from devcluster.kubelet import (
     schedule_pod,
     write_private,
 )
+from devcluster.rbac import Authorizer
 from devcluster.registry import Registry
 from devcluster.tls import ServingFiles, serving_names, write_serving_secret, write_tls_material
+from devcluster.tokenfile import ADMIN_USER, MASTERS, RequestAuthenticator, StaticToken
 from devcluster.tokenreview import Authenticator, PublicKeys, RegistryObjects
 from domain.ports import Clock
 
-__all__ = ["KEY_FAULTS", "REVIEW_FAULTS", "Cluster", "Faults"]
+__all__ = ["KEY_FAULTS", "KUBECONFIG_NAME", "REVIEW_FAULTS", "AdjustableClock", "Cluster", "Faults"]
+
+# Written by devcluster.kubeconfig beside cluster.json.
+KUBECONFIG_NAME = "kubeconfig"
 
 # The workloads that serve TLS with a certificate from our CA, as cert-manager would issue it.
 SERVING_APPS = frozenset({"be2"})
 KEY_FAULTS = ("ok", "outage", "slow", "garbage", "oversized", "malformed", "redirect")
 REVIEW_FAULTS = ("ok", "outage", "slow")
+# A graceful pod delete without a grace period: the pod spec's terminationGracePeriodSeconds
+# default.
+DEFAULT_GRACE_SECONDS = 30
+
+
+class AdjustableClock:
+    """The wall clock plus an offset that only moves forward: the admin API advances it, so
+    a test sees 90 s of cluster time pass without waiting for them."""
+
+    def __init__(self, now: Clock = time.time) -> None:
+        self._now = now
+        self.offset = 0.0
+
+    def __call__(self) -> float:
+        return self._now() + self.offset
+
+    def advance(self, seconds: float) -> float:
+        if seconds < 0:
+            raise ValueError("the clock only moves forward")
+        self.offset += seconds
+        return self()
 
 
 @dataclass
@@ -70,13 +96,17 @@ class Cluster:
         token_ttl: int = 3607,
         pods: Sequence[PodSpec] = DEFAULT_PODS,
         algorithm: Algorithm = "RS256",
-        clock: Clock = time.time,
+        clock: Clock | None = None,
+        rbac: Iterable[Mapping[str, Any]] = (),
     ) -> None:
         if token_ttl < 1:
             raise ValueError("--token-ttl must be at least 1 second")
         self.state_dir = state_dir.resolve()
         self.token_ttl = token_ttl
+        clock = clock or AdjustableClock()
         self.clock = clock
+        # kube's bootstrap policy plus the RBAC objects given (what `kubectl apply` stored).
+        self.authorizer = Authorizer(rbac)
         self.issuer = ISSUER
         self.api_audiences: tuple[str, ...] = (API_AUDIENCE,)
         self.keyset = FakeKeySet(
@@ -90,12 +120,17 @@ class Cluster:
         self.registry = Registry()
         self.serving: dict[tuple[str, str], ServingFiles] = {}
         self.tokens = Issuer(self.keyset, self.registry, self.api_audiences, self.counters, clock)
-        self.authenticator = Authenticator(
-            self.issuer,
-            self.api_audiences,
-            PublicKeys.of_keyset(self.keyset),
-            RegistryObjects(self.registry),
-            clock,
+        # The kubeconfig's administrator; never the admin API's token.
+        self.cluster_admin = StaticToken(ADMIN_USER, (MASTERS,))
+        self.authenticator = RequestAuthenticator(
+            (self.cluster_admin,),
+            Authenticator(
+                self.issuer,
+                self.api_audiences,
+                PublicKeys.of_keyset(self.keyset),
+                RegistryObjects(self.registry, clock),
+                clock,
+            ),
         )
 
         self.state_dir.mkdir(parents=True, exist_ok=True)
@@ -139,11 +174,23 @@ class Cluster:
         self.counters["serving_certificates_renewed"] += 1
         return len(self.serving)
 
-    def delete_pod(self, namespace: str, name: str) -> Pod:
-        """Delete a pod: its tokens stop validating and the kubelet stops refreshing them."""
+    def terminate_pod(
+        self, namespace: str, name: str, grace_seconds: int = DEFAULT_GRACE_SECONDS
+    ) -> Pod:
+        """A graceful delete: the pod gets deletionTimestamp = now + grace (whole seconds, as
+        stored) and stays; its tokens authenticate until 60 s past that time (claims.go)."""
+        pod = self.registry.find_pod(namespace, name)
+        if pod.deletion_timestamp is None:
+            pod.deletion_timestamp = int(self.clock() + grace_seconds)
+            self.counters["pods_terminated"] += 1
+        return pod
+
+    def remove_pod(self, namespace: str, name: str) -> Pod:
+        """The pod object is gone: its tokens stop validating at once and the kubelet stops
+        refreshing them."""
         pod = self.registry.find_pod(namespace, name)
         del self.registry.pods[(namespace, name)]
-        self.counters["pods_deleted"] += 1
+        self.counters["pods_removed"] += 1
         return pod
 
     def _projected_token(self, pod: Pod, projection: ProjectedToken) -> tuple[str, float]:
@@ -171,6 +218,9 @@ class Cluster:
             "service_account_uid": account.uid,
             "node": pod.node,
             "node_uid": self.registry.node.uid,
+            "deletion_timestamp": (
+                None if pod.deletion_timestamp is None else timestamp(pod.deletion_timestamp)
+            ),
             "volume": str(pod.volume),
             "token_file": str(pod.volume / "token"),
             "ca_file": str(pod.volume / "ca.crt"),
@@ -200,6 +250,7 @@ class Cluster:
             "jwks_url": f"{self.url}/openid/v1/jwks",
             "admin_url": self.admin_url,
             "admin_token": self.admin_token,
+            "kubeconfig": str(self.state_dir / KUBECONFIG_NAME),
             "pid": os.getpid(),
             "token_ttl": self.token_ttl,
             "pods": [self.pod_json(p) for p in self.registry.pods.values()],

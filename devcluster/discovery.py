@@ -8,8 +8,10 @@ from typing import Any
 from litestar import Response, get
 from litestar.handlers import HTTPRouteHandler
 
+from devcluster.access import authorize_request
 from devcluster.cluster import Cluster
-from devcluster.status import JSON, AnyRequest, json_response, status_body, unavailable
+from devcluster.rbac import non_resource
+from devcluster.status import JSON, AnyRequest, json_response, unavailable
 
 __all__ = ["CACHE_CONTROL", "JWKS_MEDIA_TYPE", "JWKS_URI", "discovery_document", "key_routes"]
 
@@ -20,7 +22,6 @@ JWKS_URI = "https://apiserver.invalid:6443/openid/v1/jwks"
 # pkg/routes/openidmetadata.go mimeJWKS (RFC 7517 §8.5.1).
 JWKS_MEDIA_TYPE = "application/jwk-set+json"
 OVERSIZED_BYTES = 2 * 1024 * 1024
-UNAUTHORIZED = status_body(401, "Unauthorized", "Unauthorized")
 
 
 def discovery_document(cluster: Cluster) -> dict[str, Any]:
@@ -47,11 +48,9 @@ def key_routes(cluster: Cluster) -> list[HTTPRouteHandler]:
             if faulty is not None:
                 return faulty
         # Default RBAC lets only service accounts read these (system:service-account-issuer-
-        # discovery is bound to system:serviceaccounts): a valid SA token for the API audience.
-        authorization = request.headers.get("authorization")
-        if not cluster.authenticator.authenticate_header(authorization).authenticated:
-            cluster.counters["unauthorized_requests"] += 1
-            return json_response(UNAUTHORIZED, 401)
+        # discovery is bound to system:serviceaccounts): anonymous callers get 403.
+        attributes = non_resource("get", request.url.path)
+        authorize_request(cluster, request.headers.get("authorization"), attributes)
         # pkg/routes/openidmetadata.go: application/json for discovery, jwk-set+json for keys.
         if which == "discovery":
             body = discovery_document(cluster)

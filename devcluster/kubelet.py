@@ -104,6 +104,8 @@ class Pod:
     uid: str = field(default_factory=lambda: str(uuid.uuid4()))
     volume: Path = Path()
     projections: list[ProjectedToken] = field(default_factory=list)
+    # metav1 deletionTimestamp (whole seconds): set by a graceful delete, the pod still exists.
+    deletion_timestamp: int | None = None
 
     @property
     def token_file(self) -> Path:
@@ -129,6 +131,8 @@ def schedule_pod(
 def write_private(path: Path, data: bytes, mode: int = 0o600) -> None:
     """Write `path` created with `mode` from the start (never readable by others meanwhile)."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    # Exactly `mode`, whatever the umask (atomic_writer.go chmods each file it writes).
+    os.fchmod(fd, mode)
     with os.fdopen(fd, "wb") as handle:
         handle.write(data)
 
@@ -237,6 +241,10 @@ class Kubelet:
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), delay)
+
+    def wake(self) -> None:
+        """Look again now (the clock moved): due tokens are rewritten without waiting."""
+        self._wake.set()
 
     def start(self) -> None:
         if self._task is None:

@@ -24,10 +24,11 @@ from devcluster.flow import (
     render_summary,
     run_steps,
 )
+from devcluster.kubeconfig import service_account_context
 from devcluster.processes import NotReady
 from devcluster.stack import Stack, start_stack
 
-__all__ = ["run_demo", "run_up", "usage_text"]
+__all__ = ["kubectl_lines", "run_demo", "run_up", "usage_text"]
 
 # In a source checkout (make run) these exist; from an installed wheel they are shown relative.
 REPO = Path(__file__).resolve().parents[1]
@@ -229,8 +230,33 @@ def usage_text(stack: Stack) -> str:
         "  # the seed's Postman flow, with newman",
         f"  {_newman_command()} run {_in_repo(POSTMAN_COLLECTION)} "
         f"--env-var be_url={be} --env-var be2_url={be2}{newman_ca}",
+        *kubectl_lines(cluster.kubeconfig),
     ]
     return "\n".join(lines)
+
+
+def kubectl_lines(kubeconfig: str) -> list[str]:
+    """The same flow with kubectl: the emulator's kubeconfig is the cluster admin by default."""
+    if not kubeconfig:
+        return []
+    body = '{"apiVersion":"authentication.k8s.io/v1","kind":"TokenReview","spec":{"token":"%s"}}'
+    review = f"printf '{body}' \"$(kubectl create token be-sa)\""
+    be_sa = service_account_context("default", "be-sa")
+    be2_sa = service_account_context("default", "be2-sa")
+    return [
+        "",
+        "With kubectl (contexts: the cluster admin, and one per service account):",
+        f"  export KUBECONFIG={shlex.quote(kubeconfig)}",
+        "  kubectl version; kubectl api-resources; kubectl config get-contexts",
+        "  # a token for be-sa that be2 accepts (audience be2, 10 minutes): TokenRequest",
+        "  kubectl create token be-sa --audience be2 --duration 10m",
+        "  # who the API server says a token is: TokenReview",
+        f"  {review} | kubectl create -o yaml -f -",
+        "  # be-sa may not review tokens: Error from server (Forbidden)",
+        f"  {review} | kubectl --context {be_sa} create -f -",
+        "  # the JWKS, read as be2-sa (as be2 fetches it)",
+        f"  kubectl --context {be2_sa} get --raw /openid/v1/jwks",
+    ]
 
 
 def _in_repo(path: Path) -> str:

@@ -15,6 +15,7 @@ import httpx
 import msgspec
 
 from adapters.kube_http import pinned_context
+from devcluster.manifests import DEPLOY_OVERLAYS
 from devcluster.processes import (
     Child,
     NotReady,
@@ -35,6 +36,7 @@ __all__ = [
     "be2_environment",
     "be_environment",
     "child_environment",
+    "devcluster_arguments",
     "start_stack",
 ]
 
@@ -44,6 +46,9 @@ BE_APP, BE2_APP = "be", "be2"
 # Settings a user may pass through to the children; every other KSA_* variable of our own
 # environment is dropped so the services are wired only by what the devcluster wrote.
 PASSED_THROUGH = frozenset({"KSA_LOG_LEVEL", "KSA_LOG_FORMAT"})
+# The stack is the seed's setup: namespace `default`, be on its API-audience token, be2 over
+# JWKS. That is deploy/'s docker-desktop overlay, whose RBAC objects the devcluster enforces.
+OVERLAY = DEPLOY_OVERLAYS / "docker-desktop"
 
 
 class ServingTls(msgspec.Struct, frozen=True, forbid_unknown_fields=False):
@@ -84,6 +89,7 @@ class ClusterInfo(msgspec.Struct, frozen=True, forbid_unknown_fields=False):
     jwks_url: str
     admin_url: str
     admin_token: str = msgspec.field(default="")
+    kubeconfig: str = ""
     pid: int = 0
     pods: tuple[PodInfo, ...] = ()
 
@@ -237,13 +243,26 @@ def start_stack(
             stop_all(children)
 
 
+def devcluster_arguments(state_dir: Path, token_ttl: int) -> list[str]:
+    """`ksa-auth devcluster` as the stack runs it: the overlay's RBAC enforced."""
+    return [
+        "devcluster",
+        "--state-dir",
+        str(state_dir),
+        "--token-ttl",
+        str(token_ttl),
+        "--rbac",
+        str(OVERLAY),
+    ]
+
+
 def _start_devcluster(
     state_dir: Path, token_ttl: int, ready_timeout: float, children: list[Child]
 ) -> ClusterInfo:
     """Spawn the devcluster (into `children`) and wait for the cluster.json it writes."""
     devcluster = spawn(
         "devcluster",
-        cli_command("devcluster", "--state-dir", str(state_dir), "--token-ttl", str(token_ttl)),
+        cli_command(*devcluster_arguments(state_dir, token_ttl)),
         child_environment({}),
         state_dir / "logs" / "devcluster.log",
     )

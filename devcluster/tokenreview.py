@@ -30,6 +30,8 @@ __all__ = [
     "PublicKeys",
     "RegistryObjects",
     "Review",
+    "TokenAuthenticator",
+    "bearer_token",
     "token_review",
 ]
 
@@ -123,11 +125,16 @@ class BoundObjects(Protocol):
     def node_uid(self, name: str) -> str | None: ...
 
 
+# claims.go: a pod whose deletionTimestamp is more than this long past no longer vouches.
+DELETED_POD_GRACE_SECONDS = 60
+
+
 @dataclass(frozen=True)
 class RegistryObjects(BoundObjects):
     """The registry's objects; an empty name or namespace names nothing, as in the API."""
 
     registry: Registry
+    clock: Clock
 
     def service_account_uid(self, namespace: str, name: str) -> str | None:
         account = self.registry.service_accounts.get((namespace, name))
@@ -135,7 +142,14 @@ class RegistryObjects(BoundObjects):
 
     def pod_uid(self, namespace: str, name: str) -> str | None:
         pod = self.registry.pods.get((namespace, name))
-        return pod.uid if pod is not None and namespace and name else None
+        if pod is None or not namespace or not name:
+            return None
+        # claims.go: a terminating pod's tokens stay valid until 60 s past its
+        # deletionTimestamp (DeletionTimestamp.Before(now - 60 s) is "invalidated").
+        deleted = pod.deletion_timestamp
+        if deleted is not None and deleted < self.clock() - DELETED_POD_GRACE_SECONDS:
+            return None
+        return pod.uid
 
     def secret_uid(self, namespace: str, name: str) -> str | None:
         # No Secrets here: a secret-bound token's secret is gone.
@@ -171,10 +185,8 @@ class Authenticator:
 
     def authenticate_header(self, authorization: str | None) -> Review:
         """authenticator/request/bearertoken: `Bearer <token>` (scheme case-insensitive)."""
-        parts = (authorization or "").strip().split(" ", 2)
-        if len(parts) < 2 or parts[0].lower() != "bearer" or not parts[1]:
-            return Review(False, "")
-        return self.authenticate(parts[1])
+        token = bearer_token(authorization)
+        return self.authenticate(token) if token else Review(False, "")
 
     # --- jwt.go: is it ours, and is it signed by a published key ------------------------------
 
@@ -289,6 +301,20 @@ class Authenticator:
         return extra
 
 
+def bearer_token(authorization: str | None) -> str:
+    """authenticator/request/bearertoken: the token of `Bearer <token>`, or "" when none."""
+    parts = (authorization or "").strip().split(" ", 2)
+    if len(parts) < 2 or parts[0].lower() != "bearer":
+        return ""
+    return parts[1]
+
+
+class TokenAuthenticator(Protocol):
+    """What TokenReview asks: who a bearer token is, for the requested audiences."""
+
+    def authenticate(self, token: str, audiences: Sequence[str] | None = None) -> Review: ...
+
+
 def _check_ref(kind: str, found: str | None, claimed: str) -> None:
     # claims.go: the bound object must still exist, with the UID the token names.
     if found is None:
@@ -299,7 +325,7 @@ def _check_ref(kind: str, found: str | None, claimed: str) -> None:
         )
 
 
-def token_review(authenticator: Authenticator, body: Any) -> dict[str, Any]:
+def token_review(authenticator: TokenAuthenticator, body: Any) -> dict[str, Any]:
     """POST /apis/authentication.k8s.io/v1/tokenreviews (pkg/registry/authentication)."""
     if not isinstance(body, dict) or body.get("kind", "TokenReview") != "TokenReview":
         raise bad_request("the body of the request is not a TokenReview object")

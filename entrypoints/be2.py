@@ -13,6 +13,7 @@ from litestar.handlers import HTTPRouteHandler
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.openapi.spec import OpenAPIHeader, OpenAPIResponse, OpenAPIType, Operation, Schema
 
+from adapters.token_review import TokenReviewVerifier
 from domain.errors import AuthError
 from domain.identity import Identity
 from domain.ports import KeyProvider, TokenSource
@@ -131,9 +132,15 @@ def _routes(settings: Settings) -> list[HTTPRouteHandler]:
 
 
 def _readiness(
-    settings: Settings, key_provider: KeyProvider | None, token_source: TokenSource
+    settings: Settings,
+    key_provider: KeyProvider | None,
+    token_source: TokenSource,
+    token_reviewer: TokenReviewVerifier | None = None,
 ) -> Callable[[], tuple[bool, dict[str, Any]]]:
     def readiness() -> tuple[bool, dict[str, Any]]:
+        if token_reviewer is not None and token_reviewer.access_error is not None:
+            # The API server refuses our TokenReviews (RBAC): every request would be a 503.
+            return False, {"verifier": settings.verifier, "reason": "review_unavailable"}
         if key_provider is not None:
             kids = key_provider.known_kids()
             if kids:
@@ -160,7 +167,9 @@ def create_app(container: Container | None = None) -> Litestar:
     settings = container.settings()
     metrics = ValidationMetrics()
     auth = ServiceAccountAuth(container, metrics=metrics)
-    readiness = _readiness(settings, auth.key_provider, container.token_source())
+    readiness = _readiness(
+        settings, auth.key_provider, container.token_source(), auth.token_reviewer
+    )
     return assemble(
         service="be2",
         description="Verifies Kubernetes service account tokens (Bearer) and authorizes "

@@ -50,6 +50,33 @@ def _command(
     )
 
 
+def _devcluster_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    cluster = _command(
+        commands, "devcluster", "run the local cluster emulator only", "Reads no KSA_* variable."
+    )
+    cluster.add_argument("--state-dir", required=True, help="where volumes, CA and cluster.json go")
+    cluster.add_argument("--port", type=int, default=0, help="HTTPS port (0: a free port)")
+    cluster.add_argument("--admin-port", type=int, default=0, help="admin port (0: a free port)")
+    cluster.add_argument(
+        "--token-ttl", type=int, default=3607, help="seconds a projected token lives (as kubelet)"
+    )
+    cluster.add_argument(
+        "--pod",
+        action="append",
+        default=None,
+        metavar="[NS/]APP:SA[:AUD,...]",
+        help="run this pod instead of the default be and be2 (repeatable): default/be:be-sa:be2",
+    )
+    cluster.add_argument(
+        "--rbac",
+        action="append",
+        default=None,
+        metavar="PATH",
+        help="RBAC objects to enforce besides kube's bootstrap policy (repeatable): a YAML file "
+        "or a kustomization directory, e.g. deploy/k8s/overlays/hardened-tokenreview",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ksa-auth",
@@ -69,22 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--server", choices=["uvicorn", "granian"], default=DEFAULT_SERVER, help="ASGI server"
     )
 
-    cluster = _command(
-        commands, "devcluster", "run the local cluster emulator only", "Reads no KSA_* variable."
-    )
-    cluster.add_argument("--state-dir", required=True, help="where volumes, CA and cluster.json go")
-    cluster.add_argument("--port", type=int, default=0, help="HTTPS port (0: a free port)")
-    cluster.add_argument("--admin-port", type=int, default=0, help="admin port (0: a free port)")
-    cluster.add_argument(
-        "--token-ttl", type=int, default=3607, help="seconds a projected token lives (as kubelet)"
-    )
-    cluster.add_argument(
-        "--pod",
-        action="append",
-        default=None,
-        metavar="[NS/]APP:SA[:AUD,...]",
-        help="run this pod instead of the default be and be2 (repeatable): default/be:be-sa:be2",
-    )
+    _devcluster_command(commands)
 
     for name, text in (
         ("up", "start devcluster, be and be2, run the flow, serve until Ctrl-C"),

@@ -158,15 +158,16 @@ class Container(containers.DeclarativeContainer):
         statistics=statistics,
     )
     # TokenReview is chosen to see revocations (a deleted pod), so its answers are kept briefly.
+    token_reviewer: providers.Provider[TokenReviewVerifier] = providers.Singleton(
+        TokenReviewVerifier,
+        api_client,
+        token_source,
+        providers.Singleton(_review_config, settings),
+        clock,
+    )
     token_review_verifier: providers.Provider[Verifier] = providers.Singleton(
         CachingVerifier,
-        providers.Singleton(
-            TokenReviewVerifier,
-            api_client,
-            token_source,
-            providers.Singleton(_review_config, settings),
-            clock,
-        ),
+        token_reviewer,
         clock,
         ttl_seconds=REVIEW_CACHE_TTL_SECONDS,
         max_entries=REVIEW_CACHE_MAX_ENTRIES,

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 from collections.abc import AsyncIterator, Mapping, Sequence, Sized
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from copy import copy
 
 from dependency_injector import providers
@@ -16,6 +17,7 @@ from litestar.middleware import DefineMiddleware
 from litestar.openapi.spec import Components, SecurityRequirement, SecurityScheme
 from litestar.plugins import InitPluginProtocol
 
+from adapters.token_review import TokenReviewVerifier
 from domain.errors import AuthError
 from domain.identity import Identity
 from domain.ports import KeyProvider, Lifecycle, Verifier
@@ -59,7 +61,14 @@ class ServiceAccountAuth(InitPluginProtocol):
     opts out with `opt={"exclude_from_auth": True}`; `require_subjects(...)` guards by subject.
     """
 
-    __slots__ = ("_container", "exclude", "key_provider", "metrics", "verifier")
+    __slots__ = (
+        "_container",
+        "exclude",
+        "key_provider",
+        "metrics",
+        "token_reviewer",
+        "verifier",
+    )
 
     def __init__(
         self,
@@ -76,6 +85,9 @@ class ServiceAccountAuth(InitPluginProtocol):
         self.verifier: Verifier = container.verifier()
         self.key_provider: KeyProvider | None = (
             container.key_provider() if settings.verifier == "jwks" else None
+        )
+        self.token_reviewer: TokenReviewVerifier | None = (
+            container.token_reviewer() if settings.verifier == "tokenreview" else None
         )
         self.metrics = metrics
         self.exclude = list(exclude)
@@ -128,9 +140,19 @@ class ServiceAccountAuth(InitPluginProtocol):
     @asynccontextmanager
     async def _lifespan(self, _: Litestar) -> AsyncIterator[None]:
         await self._load_keys()
+        access = None
+        if self.token_reviewer is not None:
+            await _review_access(self.token_reviewer)
+            # While the API server refuses our reviews (RBAC), /readyz says 503; look again
+            # now and then, so a binding added later makes us ready.
+            access = asyncio.get_running_loop().create_task(_watch_access(self.token_reviewer))
         try:
             yield
         finally:
+            if access is not None:
+                access.cancel()
+                with suppress(asyncio.CancelledError):
+                    await access
             await close_all(self._container.closers())
 
     async def _load_keys(self) -> None:
@@ -148,3 +170,24 @@ class ServiceAccountAuth(InitPluginProtocol):
             logger.info("keys loaded at start-up", extra={"keys": len(kids)})
         else:
             logger.warning("no keys at start-up; /readyz answers 503 until they load")
+
+
+ACCESS_RETRY_SECONDS = 5.0
+
+
+async def _review_access(reviewer: TokenReviewVerifier) -> bool:
+    """One TokenReview of our own token; a refusal is logged with what permission is missing."""
+    try:
+        await reviewer.check_access()
+    except AuthError as exc:
+        logger.warning("TokenReview not usable: %s", exc.detail)
+        return False
+    logger.info("TokenReview usable")
+    return True
+
+
+async def _watch_access(reviewer: TokenReviewVerifier) -> None:
+    while True:
+        await asyncio.sleep(ACCESS_RETRY_SECONDS)
+        if reviewer.access_error is not None:
+            await _review_access(reviewer)

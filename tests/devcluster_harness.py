@@ -27,6 +27,13 @@ __all__ = [
 
 T = TypeVar("T")
 
+ROOT = Path(__file__).resolve().parents[1]
+OVERLAYS = ROOT / "deploy" / "k8s" / "overlays"
+# The grants the emulator's own tests need (be2-sa: TokenReview, be-sa: TokenRequest).
+TEST_RBAC = ROOT / "tests" / "data" / "rbac" / "test-callers.yaml"
+# The default pods are the seed's setup, deploy/'s docker-desktop overlay: its RBAC objects,
+# plus the tests' grants.
+DEFAULT_RBAC = (OVERLAYS / "docker-desktop", TEST_RBAC)
 # The devcluster must serve within 3 s; a loaded CI machine gets a wider bound.
 START_TIMEOUT_SECONDS = 30.0
 STOP_TIMEOUT_SECONDS = 15.0
@@ -237,7 +244,10 @@ def _load(state_dir: Path, process: subprocess.Popen[bytes]) -> DevCluster | Non
 
 
 def devcluster_command(
-    state_dir: Path, token_ttl: int, extra_args: Sequence[str] = ()
+    state_dir: Path,
+    token_ttl: int,
+    extra_args: Sequence[str] = (),
+    rbac: Sequence[Path] = DEFAULT_RBAC,
 ) -> list[str]:
     return [
         sys.executable,
@@ -252,6 +262,7 @@ def devcluster_command(
         "0",
         "--token-ttl",
         str(token_ttl),
+        *(argument for path in rbac for argument in ("--rbac", str(path))),
         *extra_args,
     ]
 
@@ -262,9 +273,13 @@ def start_devcluster(
     token_ttl: int = 3607,
     *,
     extra_args: Sequence[str] = (),
+    rbac: Sequence[Path] = DEFAULT_RBAC,
     timeout: float = START_TIMEOUT_SECONDS,
 ) -> Iterator[DevCluster]:
     """Run `ksa-auth devcluster` in `state_dir` until the block ends, then stop it and wait.
+
+    `rbac`: the RBAC manifests it enforces (files or kustomizations), by default the tests'
+    own grants; pass an overlay of deploy/k8s/overlays to run what it would apply.
 
     Yields once cluster.json (written after both listeners serve) names this process.
     """
@@ -277,7 +292,7 @@ def start_devcluster(
         open(state_dir / "devcluster.stderr", "wb") as stderr,
     ):
         process = subprocess.Popen(
-            devcluster_command(state_dir, token_ttl, extra_args),
+            devcluster_command(state_dir, token_ttl, extra_args, rbac),
             stdout=stdout,
             stderr=stderr,
             stdin=subprocess.DEVNULL,

@@ -39,7 +39,7 @@ from domain.identity import Identity
 from domain.ports import Clock, KeyProvider, TokenSource, Verifier
 from domain.rules import Expectations
 from entrypoints.container import REVIEW_CACHE_MAX_ENTRIES, REVIEW_CACHE_TTL_SECONDS
-from tests.devcluster_harness import DevCluster
+from tests.devcluster_harness import DevCluster, start_devcluster
 
 pytestmark = pytest.mark.anyio
 
@@ -509,6 +509,32 @@ async def test_tokenreview_without_our_own_token_is_review_unavailable(
             await verifier.verify(matrix["valid"].token)
 
 
+async def test_tokenreview_refused_by_rbac_says_which_permission_is_missing(
+    devcluster: DevCluster, tmp_path: Path
+) -> None:
+    # The same pods under kube's bootstrap policy only: be2-sa may not create TokenReviews.
+    with start_devcluster(tmp_path / "bootstrap-only", rbac=()) as bare:
+        async with verifier_of("tokenreview", bare, tmp_path) as verifier:
+            assert isinstance(verifier, TokenReviewVerifier)
+            assert verifier.access_error is None
+            with pytest.raises(ReviewUnavailable) as refused:
+                await verifier.check_access()
+            assert refused.value.detail == verifier.access_error
+            assert verifier.access_error.startswith(
+                "TokenReview answered 403: our service account needs `create` on `tokenreviews`"
+            )
+            assert verifier.access_error.endswith(
+                "the API server said: tokenreviews.authentication.k8s.io is forbidden: User "
+                '"system:serviceaccount:default:be2-sa" cannot create resource "tokenreviews" in '
+                'API group "authentication.k8s.io" at the cluster scope'
+            )
+    # Where the binding exists, the check passes and clears nothing it did not set.
+    async with verifier_of("tokenreview", devcluster, tmp_path) as verifier:
+        assert isinstance(verifier, TokenReviewVerifier)
+        await verifier.check_access()
+        assert verifier.access_error is None
+
+
 async def test_tokenreview_maps_the_api_servers_own_verdicts(
     devcluster: DevCluster, matrix: dict[str, Row], tmp_path: Path
 ) -> None:
@@ -547,7 +573,7 @@ async def test_a_deleted_pod_is_revoked_by_tokenreview_while_jwks_still_accepts(
         )
         assert (await jwks.verify(token)).pod == be.name
         assert (await review.verify(token)).pod == be.name
-        cluster.admin(f"/admin/pods/{be.namespace}/{be.name}/delete")
+        cluster.admin(f"/admin/pods/{be.namespace}/{be.name}/remove")
         # Within the cache's TTL the earlier answer stands, without asking again.
         assert (await review.verify(token)).pod == be.name
         assert reviewer.reviews == 1

@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from joserfc import jws
 from joserfc.jwk import KeySet
 
+from devcluster.status import status_body
 from tests.devcluster_harness import DevCluster, devcluster_command, poll, start_devcluster
 from tests.helpers import layout, segment
 from tests.unit.test_seed_token import SEED_TOKEN
@@ -34,6 +35,17 @@ UNAUTHORIZED = {
     "code": 401,
 }
 ONE_YEAR = 365 * 24 * 3600
+
+
+def forbidden(message: str, **details: str) -> dict[str, Any]:
+    """kube-apiserver's 403 Status (its full shape is pinned in test_devcluster_rbac.py)."""
+    return status_body(403, "Forbidden", message, details)
+
+
+def anonymous_status(verb: str, path: str) -> dict[str, Any]:
+    return forbidden(f'forbidden: User "system:anonymous" cannot {verb} path "{path}"')
+
+
 DISCOVERY = "/.well-known/openid-configuration"
 JWKS = "/openid/v1/jwks"
 TOKEN_REVIEWS = "/apis/authentication.k8s.io/v1/tokenreviews"
@@ -139,7 +151,9 @@ def test_discovery_needs_a_service_account_token_for_the_api_audience(
         other_audience = client.get(DISCOVERY, headers=_bearer(be.token("be2")))
         garbage = client.get(DISCOVERY, headers=_bearer("not-a-token"))
         good = client.get(DISCOVERY, headers=_bearer(be.token()))
-    for refused in (anonymous, other_audience, garbage):
+    # Anonymous auth is on, as by default: no token is system:anonymous, whom RBAC refuses.
+    assert (anonymous.status_code, anonymous.json()) == (403, anonymous_status("get", DISCOVERY))
+    for refused in (other_audience, garbage):
         assert refused.status_code == 401
         assert refused.json() == UNAUTHORIZED
         assert refused.headers["content-type"] == "application/json"
@@ -157,7 +171,7 @@ def test_discovery_needs_a_service_account_token_for_the_api_audience(
 
 def test_jwks_needs_auth_and_verifies_every_projected_token(devcluster: DevCluster) -> None:
     with devcluster.client() as client:
-        assert client.get(JWKS).status_code == 401
+        assert client.get(JWKS).json() == anonymous_status("get", JWKS)
         response = client.get(JWKS, headers=_bearer(devcluster.pod("be2").token()))
     assert response.status_code == 200
     assert response.headers["content-type"] == "application/jwk-set+json"
@@ -227,7 +241,12 @@ def test_token_request_returns_kube_shaped_bound_tokens(devcluster: DevCluster) 
         },
     }
     with devcluster.client() as client:
-        assert client.post(path, json=body).json() == UNAUTHORIZED
+        assert client.post(path, json=body).json() == forbidden(
+            'serviceaccounts "be-sa" is forbidden: User "system:anonymous" cannot create '
+            'resource "serviceaccounts/token" in API group "" in the namespace "default"',
+            name="be-sa",
+            kind="serviceaccounts",
+        )
         response = client.post(path, json=body, headers=_bearer(be.token()))
         too_short = client.post(
             path, json={"spec": {"expirationSeconds": 60}}, headers=_bearer(be.token())
@@ -266,7 +285,7 @@ def test_token_request_returns_kube_shaped_bound_tokens(devcluster: DevCluster) 
 
 
 def test_token_review_answers_with_kube_shapes(devcluster: DevCluster) -> None:
-    be = devcluster.pod("be")
+    be, be2 = devcluster.pod("be"), devcluster.pod("be2")
     good = _review(devcluster, be.token("be2"), ["be2"])
     assert (good["kind"], good["apiVersion"]) == ("TokenReview", "authentication.k8s.io/v1")
     status = good["status"]
@@ -302,15 +321,24 @@ def test_token_review_answers_with_kube_shapes(devcluster: DevCluster) -> None:
     with devcluster.client() as client:
         anonymous = client.post(TOKEN_REVIEWS, json={"spec": {"token": be.token()}})
         empty = client.post(
-            TOKEN_REVIEWS, json={"spec": {"token": ""}}, headers=_bearer(be.token())
+            TOKEN_REVIEWS, json={"spec": {"token": ""}}, headers=_bearer(be2.token())
         )
-    assert (anonymous.status_code, anonymous.json()) == (401, UNAUTHORIZED)
+    assert (anonymous.status_code, anonymous.json()) == (
+        403,
+        forbidden(
+            'tokenreviews.authentication.k8s.io is forbidden: User "system:anonymous" cannot '
+            'create resource "tokenreviews" in API group "authentication.k8s.io" at the '
+            "cluster scope",
+            group="authentication.k8s.io",
+            kind="tokenreviews",
+        ),
+    )
     assert empty.status_code == 400
     assert empty.json()["message"] == "token is required for TokenReview in authentication"
 
 
 def test_unknown_paths_and_bad_bodies_get_status_json_never_500(devcluster: DevCluster) -> None:
-    token = devcluster.pod("be").token()
+    token = devcluster.pod("be2").token()
     with devcluster.client() as client:
         answers = [
             client.get("/nope"),
@@ -391,7 +419,7 @@ def test_pod_deletion_invalidates_its_tokens_in_token_review(
     be = cluster.pod("be")
     token = be.token()
     assert _review(cluster, token)["status"]["authenticated"] is True
-    cluster.admin(f"/admin/pods/{be.namespace}/{be.name}/delete")
+    cluster.admin(f"/admin/pods/{be.namespace}/{be.name}/remove")
     status = _review(cluster, token)["status"]
     assert "authenticated" not in status
     assert status["error"] == "[invalid bearer token, service account token has been invalidated]"
@@ -493,7 +521,16 @@ def test_stops_cleanly_on_signals(tmp_path: Path, sig: int) -> None:
 
 def test_pods_are_configurable(tmp_path: Path) -> None:
     extra_args = ["--pod", "team/api:api-sa:aud1", "--pod", "web:web-sa"]
-    with start_devcluster(tmp_path / "cluster", extra_args=extra_args) as cluster:
+    rbac = tmp_path / "web-reviews.yaml"
+    rbac.write_text(
+        "apiVersion: rbac.authorization.k8s.io/v1\n"
+        "kind: ClusterRoleBinding\n"
+        "metadata: {name: web-reviews}\n"
+        "roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, "
+        "name: system:auth-delegator}\n"
+        "subjects: [{kind: ServiceAccount, name: web-sa, namespace: default}]\n"
+    )
+    with start_devcluster(tmp_path / "cluster", extra_args=extra_args, rbac=[rbac]) as cluster:
         api, web = cluster.pod("api"), cluster.pod("web")
         assert (api.namespace, api.service_account, set(api.extra_tokens)) == (
             "team",

@@ -152,10 +152,32 @@ def test_bound_objects_must_still_exist_with_the_same_uid(cluster: Cluster) -> N
     assert _error(cluster, cluster.keyset.sign(claims)) == (
         "[invalid bearer token, service account token has been invalidated]"
     )
-    cluster.delete_pod("default", be.name)
+    cluster.remove_pod("default", be.name)
     assert _error(cluster, token) == (
         "[invalid bearer token, service account token has been invalidated]"
     )
+
+
+def test_a_terminating_pods_tokens_hold_until_60_s_past_its_deletion_timestamp(
+    cluster: Cluster, clock: FakeClock
+) -> None:
+    be = _pod(cluster, "be")
+    token = be.token_file.read_text()
+    clock.now = START + 0.7
+    cluster.terminate_pod("default", be.name, grace_seconds=30)
+    # metav1.Time keeps whole seconds: deletionTimestamp = START + 30.
+    assert be.deletion_timestamp == int(START) + 30
+    assert cluster.pod_json(be)["deletion_timestamp"].endswith("Z")
+    clock.now = START + 30 + 60
+    assert cluster.authenticator.authenticate(token).authenticated
+    # claims.go: DeletionTimestamp.Before(now - 60 s), compared to the nanosecond.
+    clock.now = START + 30 + 60.5
+    assert _error(cluster, token) == (
+        "[invalid bearer token, service account token has been invalidated]"
+    )
+    # A second terminate keeps the first deletionTimestamp, as the API server does.
+    cluster.terminate_pod("default", be.name, grace_seconds=0)
+    assert be.deletion_timestamp == int(START) + 30
 
 
 def test_audiences_intersect_in_token_order(cluster: Cluster) -> None:
@@ -230,7 +252,7 @@ def test_kubelet_refreshes_at_80_percent_of_the_requested_lifetime(
     clock.now = refresh_at
     assert cluster.kubelet.refresh_tokens() == 3  # be, be's be2 token, be2
     assert be.token_file.read_text() != first
-    cluster.delete_pod("default", be.name)
+    cluster.remove_pod("default", be.name)
     clock.now += 3607
     assert cluster.kubelet.refresh_tokens() == 1  # a deleted pod's volume is left alone
 

@@ -50,6 +50,7 @@ def cluster_json(state: Path) -> bytes:
             "jwks_url": "https://127.0.0.1:6443/openid/v1/jwks",
             "admin_url": "http://127.0.0.1:7000",
             "admin_token": ADMIN_SECRET,
+            "kubeconfig": str(state / "kubeconfig"),
             "pid": 4242,
             # be2's pod first: "be2-4k2x1" must not be taken for be's pod.
             "pods": [be2, pod("be-7d9f8", "be-sa")],
@@ -150,3 +151,16 @@ def test_the_newman_command_never_downloads_newman(
     assert f"newman && {runner.REPO / runner.LOCAL_NEWMAN} run " in line
     checked = subprocess.run(["bash", "-n", "-c", line.strip()], capture_output=True, check=False)
     assert checked.returncode == 0, checked.stderr
+
+
+def test_usage_exports_the_emulators_kubeconfig_for_kubectl(
+    cluster: ClusterInfo, tmp_path: Path
+) -> None:
+    stack = Stack(tmp_path, cluster, "http://127.0.0.1:9001", "http://127.0.0.1:9002", (), 1.0)
+    lines = [line.strip() for line in usage_text(stack).splitlines()]
+    assert f"export KUBECONFIG={tmp_path / 'kubeconfig'}" in lines
+    kubectl = [line for line in lines if line.startswith(("kubectl ", "printf "))]
+    assert "kubectl create token be-sa --audience be2 --duration 10m" in kubectl
+    for command in kubectl:
+        checked = subprocess.run(["bash", "-n", "-c", command], capture_output=True, check=False)
+        assert checked.returncode == 0, (command, checked.stderr)
