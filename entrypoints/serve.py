@@ -11,17 +11,22 @@ import sys
 from typing import Any, Literal
 
 from entrypoints.logs import configure_logging, server_log_config
+from entrypoints.server_limits import (
+    BACKLOG,
+    IDLE_TIMEOUT_SECONDS,
+    MAX_HEADER_BYTES,
+    StrictFraming,
+    connection_limit,
+)
 from entrypoints.settings import SettingsError, check_service_files, load_settings
 
 __all__ = ["DEFAULT_SERVER", "free_port", "run"]
 
 logger = logging.getLogger("ksa.serve")
 
-# The faster of the two on `make bench` (docs/PERFORMANCE.md); `--server uvicorn` stays available.
+# The faster of the two on `make bench` (docs/PERFORMANCE.md), and the one that closes slow
+# connections; `--server uvicorn` stays available for development.
 DEFAULT_SERVER = "granian"
-# Requests whose headers exceed this are refused by the server (400) before reaching the app.
-# Larger than a 64 KiB token, so an oversized token still gets be2's own 401 `malformed`.
-MAX_HEADER_BYTES = 80 * 1024
 
 
 def run(args: argparse.Namespace) -> int:
@@ -42,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
     except SettingsError as exc:
         print(f"ksa-auth serve {service}: {exc}", file=sys.stderr)
         return 2
-    return _uvicorn(app, args.host, port)
+    return _uvicorn(StrictFraming(app), args.host, port)
 
 
 def free_port(host: str) -> int:
@@ -56,6 +61,12 @@ def free_port(host: str) -> int:
 def _uvicorn(app: Any, host: str, port: int) -> int:
     import uvicorn
 
+    # uvicorn has no header-read timeout: a connection that sends headers slowly, or nothing,
+    # stays open for good. Fine on a laptop, not where strangers can connect.
+    logger.warning(
+        "uvicorn is for development: it never closes a connection with slow or no headers; "
+        "the default server (granian) does"
+    )
     config = uvicorn.Config(
         app,
         host=host,
@@ -68,7 +79,12 @@ def _uvicorn(app: Any, host: str, port: int) -> int:
         server_header=False,
         # X-Forwarded-* is trusted from nobody: client addresses are not used for decisions.
         proxy_headers=False,
+        http="h11",
         h11_max_incomplete_event_size=MAX_HEADER_BYTES,
+        # Beyond this many connections and requests, uvicorn answers 503 at once.
+        limit_concurrency=connection_limit(),
+        backlog=BACKLOG,
+        timeout_keep_alive=IDLE_TIMEOUT_SECONDS,
         timeout_graceful_shutdown=10,
     )
     server = uvicorn.Server(config)
@@ -79,7 +95,8 @@ def _uvicorn(app: Any, host: str, port: int) -> int:
 
 def _granian(service: str, host: str, port: int, log_format: Literal["json", "text"]) -> int:
     try:
-        from granian.constants import Interfaces
+        from granian.constants import HTTPModes, Interfaces
+        from granian.http import HTTP1Settings
         from granian.server import Server
     except ImportError:
         print("ksa-auth serve: --server granian needs `pip install granian`", file=sys.stderr)
@@ -92,6 +109,15 @@ def _granian(service: str, host: str, port: int, log_format: Literal["json", "te
         port=port,
         interface=Interfaces.ASGI,
         factory=True,
+        # HTTP/1.1 only: nothing here speaks or tests cleartext HTTP/2.
+        http=HTTPModes.http1,
+        backlog=BACKLOG,
+        # A permit per connection (server_limits.py), so this is the connection limit.
+        backpressure=connection_limit(),
+        http1_settings=HTTP1Settings(
+            header_read_timeout=IDLE_TIMEOUT_SECONDS * 1000,
+            max_buffer_size=MAX_HEADER_BYTES,
+        ),
         log_access=False,
         # granian's own lines in our format, scrubbed, on stderr like ours.
         log_dictconfig=server_log_config(log_format),

@@ -104,8 +104,11 @@ def start_service(
     wait_ready: bool = True,
     name: str | None = None,
     preexec_fn: Callable[[], None] | None = None,
+    server: str | None = None,
 ) -> Iterator[Service]:
     """`ksa-auth serve <kind>` on a free port until the block ends; stopped and reaped after.
+
+    `server` picks `--server` (unset: the default server).
 
     Waits for /healthz (and /readyz when `wait_ready`) with a bound; fails with the log tail.
     """
@@ -121,7 +124,12 @@ def start_service(
         port = free_port()
         with stdout_path.open("ab") as stdout, stderr_path.open("ab") as stderr:
             process = subprocess.Popen(
-                [*_SERVE, kind, "--host", "127.0.0.1", "--port", str(port)],
+                [
+                    *_SERVE,
+                    kind,
+                    *(("--server", server) if server else ()),
+                    *("--host", "127.0.0.1", "--port", str(port)),
+                ],
                 env=full_env,
                 stdout=stdout,
                 stderr=stderr,
