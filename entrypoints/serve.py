@@ -24,8 +24,7 @@ __all__ = ["DEFAULT_SERVER", "free_port", "run"]
 
 logger = logging.getLogger("ksa.serve")
 
-# The faster of the two on `make bench` (docs/PERFORMANCE.md), and the one that closes slow
-# connections; `--server uvicorn` stays available for development.
+# The faster of the two on `make bench` (docs/PERFORMANCE.md); `--server uvicorn` stays available.
 DEFAULT_SERVER = "granian"
 
 
@@ -61,12 +60,8 @@ def free_port(host: str) -> int:
 def _uvicorn(app: Any, host: str, port: int) -> int:
     import uvicorn
 
-    # uvicorn has no header-read timeout: a connection that sends headers slowly, or nothing,
-    # stays open for good. Fine on a laptop, not where strangers can connect.
-    logger.warning(
-        "uvicorn is for development: it never closes a connection with slow or no headers; "
-        "the default server (granian) does"
-    )
+    from entrypoints.uvicorn_protocol import HeadTimedH11Protocol
+
     config = uvicorn.Config(
         app,
         host=host,
@@ -79,7 +74,8 @@ def _uvicorn(app: Any, host: str, port: int) -> int:
         server_header=False,
         # X-Forwarded-* is trusted from nobody: client addresses are not used for decisions.
         proxy_headers=False,
-        http="h11",
+        # h11, with the header-read timeout uvicorn lacks (one timer with the keep-alive's).
+        http=HeadTimedH11Protocol,
         h11_max_incomplete_event_size=MAX_HEADER_BYTES,
         # Beyond this many connections and requests, uvicorn answers 503 at once.
         limit_concurrency=connection_limit(),
