@@ -22,7 +22,7 @@ from entrypoints.server_limits import (
     MAX_HEADER_FIELDS,
     MAX_TARGET_BYTES,
 )
-from tests.reliability.conftest import Tally, register_logs
+from tests.reliability.conftest import Tally, assert_no_leaks, register_logs
 from tests.reliability.connections import Hold, Probes, exchange, probe_while
 from tests.reliability.logscan import SecretLedger
 from tests.reliability.rawhttp import request_sync
@@ -38,16 +38,19 @@ _STATUS_LINE = re.compile(rb"HTTP/1\.[01] (\d{3}) ")
 
 
 class Be2:
-    def __init__(self, service: Service, keyset: FakeKeySet) -> None:
+    def __init__(self, service: Service, keyset: FakeKeySet, ledger: SecretLedger) -> None:
         self.service = service
         self.keyset = keyset
+        self.ledger = ledger
 
     @property
     def port(self) -> int:
         return self.service.port
 
     def valid(self) -> str:
-        return self.keyset.mint(namespace="default", service_account="be-sa")
+        token = self.keyset.mint(namespace="default", service_account="be-sa")
+        self.ledger.add_token(token, "hostile connections")
+        return token
 
 
 @pytest.fixture(scope="module", params=SERVERS)
@@ -57,7 +60,7 @@ def be2(
     tally: Tally,
     ledger: SecretLedger,
 ) -> Iterator[Be2]:
-    """be2 on a JWKS file of a FakeKeySet, under each server."""
+    """be2 on a JWKS file of a FakeKeySet, under each server; its logs scanned after."""
     server: str = request.param
     root = tmp_path_factory.mktemp(f"hostile-connections-{server}")
     keyset = FakeKeySet()
@@ -72,7 +75,8 @@ def be2(
     }
     with start_service("be2", env, root / "logs", name=f"be2-{server}", server=server) as svc:
         register_logs(tally, *svc.log_paths)
-        yield Be2(svc, keyset)
+        yield Be2(svc, keyset, ledger)
+    assert_no_leaks(ledger, list(svc.log_paths))
 
 
 def _server(be2: Be2) -> str:
@@ -83,15 +87,12 @@ def _bearer(token: str) -> tuple[tuple[bytes, bytes], ...]:
     return ((b"Authorization", f"Bearer {token}".encode()),)
 
 
-def test_silent_and_slowloris_connections_do_not_stop_be2(
-    be2: Be2, tally: Tally, ledger: SecretLedger
-) -> None:
+def test_silent_and_slowloris_connections_do_not_stop_be2(be2: Be2, tally: Tally) -> None:
     """1,100 silent sockets and 1,500 slowloris drips held at once: new clients are answered
     all along, from before the server closes any of them, and it closes every one of them at
     its header timeout (a silent socket too: granian serves HTTP/1 only, and uvicorn runs
     entrypoints/uvicorn_protocol.py)."""
     token = be2.valid()
-    ledger.add_token(token, "hostile connections")
     requests = [("/healthz", ()), ("/validate-auth", _bearer(token))]
 
     async def scenario() -> tuple[Probes, int, int]:
@@ -209,3 +210,13 @@ def test_a_kept_alive_connection_dawdling_over_its_next_head_is_closed(be2: Be2)
     status, closed = asyncio.run(scenario())
     assert status == 200
     assert closed, f"still open {IDLE_TIMEOUT_SECONDS * 4} s into a dripped second head"
+
+
+def test_an_obs_folded_authorization_is_refused_or_read_as_one_space(be2: Be2) -> None:
+    """RFC 9112 section 5.2 lets a server refuse obs-fold (400, hyper) or replace it with a
+    space (h11): either way be2 decides on the same bytes a proxy that unfolds would pass."""
+    token = be2.valid().encode()
+    raw = b"GET /validate-auth HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer\r\n " + token
+    received, _ = asyncio.run(exchange(be2.port, raw + b"\r\n\r\n", 5.0))
+    statuses = _STATUS_LINE.findall(received)
+    assert statuses == ([b"400"] if _server(be2) == "granian" else [b"200"]), received[:300]
