@@ -102,7 +102,8 @@ class RequestLog:
             if len(scope["headers"]) > MAX_HEADER_FIELDS:
                 await refuse(capture, 431, f"more than {MAX_HEADER_FIELDS} header fields")
             elif (
-                len(scope.get("raw_path", b"")) + len(scope["query_string"]) >= MAX_TARGET_BYTES
+                len(scope.get("raw_path") or b"") + len(scope.get("query_string", b""))
+                >= MAX_TARGET_BYTES
                 and _target_length(scope) > MAX_TARGET_BYTES
             ):
                 await refuse(capture, 414, f"request target over {MAX_TARGET_BYTES} bytes")
@@ -127,8 +128,8 @@ class RequestLog:
 
 def _target_length(scope: Scope) -> int:
     """The request target's length as sent: path, and `?` with the query when there is one."""
-    query: bytes = scope["query_string"]
-    return len(scope.get("raw_path", b"")) + (len(query) + 1 if query else 0)
+    query: bytes = scope.get("query_string", b"")
+    return len(scope.get("raw_path") or b"") + (len(query) + 1 if query else 0)
 
 
 def log_access(logger: logging.Logger, fields: AccessFields, latency_ms: float) -> None:
