@@ -105,7 +105,8 @@ def _granian(service: str, host: str, port: int, log_format: Literal["json", "te
         port=port,
         interface=Interfaces.ASGI,
         factory=True,
-        # HTTP/1.1 only: nothing here speaks or tests cleartext HTTP/2.
+        # HTTP/1 only: no cleartext HTTP/2, and the header timer then starts with the connection;
+        # with `auto` protocol detection a connection that sends nothing is never closed.
         http=HTTPModes.http1,
         backlog=BACKLOG,
         # A permit per connection (server_limits.py), so this is the connection limit.

@@ -22,10 +22,10 @@ __all__ = [
 logger = logging.getLogger("ksa.serve")
 
 # Connections one worker serves at once. granian takes a permit per connection (its
-# "backpressure"), not per request, and never closes a connection that has sent nothing (hyper's
-# header timer starts with the first byte): this many silent sockets make new clients wait.
-# An idle connection costs about 4 KB, so the bound is sized to be far above what any caller
-# needs, and paid for in file descriptors (raised to it below), not memory.
+# "backpressure"), not per request, so this many open sockets, even silent ones, make new
+# clients wait; its default (1,024) was reached by one client. An idle connection costs granian
+# about 4 KB, so the limit is set far above what callers need and paid for in file descriptors
+# (raised to it below); each socket is closed after IDLE_TIMEOUT_SECONDS without a whole head.
 MAX_CONNECTIONS = 8192
 # Connections the kernel queues while every permit is taken (capped by net.core.somaxconn).
 BACKLOG = 1024
