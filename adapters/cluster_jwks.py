@@ -31,12 +31,18 @@ from domain.ports import (
     TokenSource,
 )
 
-__all__ = ["ClusterJwksConfig", "ClusterJwksKeyProvider"]
+__all__ = ["UNKNOWN_KID_INTERVAL_SECONDS", "ClusterJwksConfig", "ClusterJwksKeyProvider"]
 
 logger = logging.getLogger(__name__)
 
 _MAX_AGE = re.compile(r"(?:^|,)\s*max-age\s*=\s*\"?(\d+)\"?\s*(?:,|$)", re.IGNORECASE)
 _MAX_NAP_SECONDS = 1.0
+# The unknown-kid rule: a kid we do not hold fetches the keys at once, unless an unknown kid
+# started a fetch less than this long ago; then it is 401 unknown_key and nothing is fetched.
+# Per worker, made-up kids cost at most one fetch per interval (720 an hour), and a key the
+# cluster rotates in is accepted at most one interval plus one fetch after it is published, even
+# right after made-up kids: any fetch from then on brings it. No jitter: this latency is a bound.
+UNKNOWN_KID_INTERVAL_SECONDS = 5.0
 _NO_CACHE = re.compile(r"(?:^|,)\s*(?:no-cache|no-store)\s*(?:,|$)", re.IGNORECASE)
 
 
@@ -51,8 +57,9 @@ class ClusterJwksConfig(msgspec.Struct, frozen=True, kw_only=True):
     """KSA_JWKS_URL; unset: discovery's `jwks_uri`, rebased onto the discovery URL's origin."""
     api_server: str | None = None
     """KSA_API_SERVER: the only origin our token is sent to (unset: the discovery URL's)."""
-    cooldown_seconds: float = 30.0
-    """At most one unknown-kid refresh per this many seconds."""
+    cooldown_seconds: float = UNKNOWN_KID_INTERVAL_SECONDS
+    """At most one unknown-kid refresh per this many seconds (and one retry of a failed fetch
+    on demand)."""
     default_max_age_seconds: float = 3600.0
     min_max_age_seconds: float = 60.0
     max_max_age_seconds: float = 300.0

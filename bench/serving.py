@@ -50,10 +50,15 @@ def server_command(server: str, factory: str, port: int) -> list[str]:
             "--workers", "1", "--log-level", "warning", "--no-access-log",
         ]  # fmt: skip
     if server == "granian":
+        # The limits `ksa-auth serve` sets (entrypoints/server_limits.py), so every app compared
+        # runs under the same HTTP/1-only server.
         return [
             sys.executable, "-m", "granian", "--interface", "asgi", "--factory",
             "--host", "127.0.0.1", "--port", str(port),
-            "--workers", "1", "--log-level", "warning", factory,
+            "--workers", "1", "--log-level", "warning",
+            "--http", "1", "--backlog", "1024", "--backpressure", "8192",
+            "--http1-header-read-timeout", "10000", "--http1-buffer-size", "81920",
+            factory,
         ]  # fmt: skip
     raise ValueError(f"unknown server {server!r}: one of {SERVERS}")
 

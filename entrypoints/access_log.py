@@ -10,6 +10,7 @@ from typing import Any
 import msgspec
 
 from entrypoints.logs import installed_json_handler, json_line, scrub, utc_millis
+from entrypoints.server_limits import MAX_HEADER_FIELDS, MAX_TARGET_BYTES, refuse
 
 __all__ = ["ACCESS_LOGGER", "AccessFields", "RequestLog", "RequestRecord", "record_of"]
 
@@ -65,7 +66,9 @@ class RequestLog:
     """ASGI wrapper writing one access line per HTTP request, after the response is sent.
 
     The line has method, path (never the query string: it may carry credentials), status,
-    subject, outcome and reason, and latency; never a header value.
+    subject, outcome and reason, and latency; never a header value. Being outermost, it also
+    refuses what no server lets us bound: more than MAX_HEADER_FIELDS header fields (431) and a
+    target longer than MAX_TARGET_BYTES (414).
     """
 
     __slots__ = ("app", "logger", "service")
@@ -96,7 +99,16 @@ class RequestLog:
             return send(message)
 
         try:
-            await self.app(scope, receive, capture)
+            if len(scope["headers"]) > MAX_HEADER_FIELDS:
+                await refuse(capture, 431, f"more than {MAX_HEADER_FIELDS} header fields")
+            elif (
+                len(scope.get("raw_path") or b"") + len(scope.get("query_string", b""))
+                >= MAX_TARGET_BYTES
+                and _target_length(scope) > MAX_TARGET_BYTES
+            ):
+                await refuse(capture, 414, f"request target over {MAX_TARGET_BYTES} bytes")
+            else:
+                await self.app(scope, receive, capture)
         finally:
             if self.logger.isEnabledFor(logging.INFO):
                 path = scope.get("path", "")
@@ -112,6 +124,12 @@ class RequestLog:
                     reason=record.reason,
                 )
                 log_access(self.logger, fields, round((time.perf_counter() - started) * 1000, 3))
+
+
+def _target_length(scope: Scope) -> int:
+    """The request target's length as sent: path, and `?` with the query when there is one."""
+    query: bytes = scope.get("query_string", b"")
+    return len(scope.get("raw_path") or b"") + (len(query) + 1 if query else 0)
 
 
 def log_access(logger: logging.Logger, fields: AccessFields, latency_ms: float) -> None:

@@ -14,6 +14,13 @@ from typing import Any, Literal
 
 from adapters.serving_certificate import ServingCertificate
 from entrypoints.logs import configure_logging, server_log_config
+from entrypoints.server_limits import (
+    BACKLOG,
+    IDLE_TIMEOUT_SECONDS,
+    MAX_HEADER_BYTES,
+    StrictFraming,
+    connection_limit,
+)
 from entrypoints.settings import (
     SettingsError,
     check_service_files,
@@ -27,9 +34,6 @@ logger = logging.getLogger("ksa.serve")
 
 # The faster of the two on `make bench` (docs/PERFORMANCE.md); `--server uvicorn` stays available.
 DEFAULT_SERVER = "granian"
-# Requests whose headers exceed this are refused by the server (400) before reaching the app.
-# Larger than a 64 KiB token, so an oversized token still gets be2's own 401 `malformed`.
-MAX_HEADER_BYTES = 80 * 1024
 CERTIFICATE_HANDOVER_SECONDS = 8.0
 
 
@@ -55,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
     except SettingsError as exc:
         print(f"ksa-auth serve {service}: {exc}", file=sys.stderr)
         return 2
-    return _uvicorn(app, args.host, port, tls)
+    return _uvicorn(StrictFraming(app), args.host, port, tls)
 
 
 def free_port(host: str) -> int:
@@ -82,6 +86,9 @@ def _uvicorn(app: Any, host: str, port: int, tls: ServingCertificate | None) -> 
         first.sni_callback = newest_certificate
         tls.watch(lambda context: newest.__setitem__(0, context))
         ssl_options["ssl_context_factory"] = lambda config, default: first
+
+    from entrypoints.uvicorn_protocol import HeadTimedH11Protocol
+
     config = uvicorn.Config(
         app,
         host=host,
@@ -94,7 +101,13 @@ def _uvicorn(app: Any, host: str, port: int, tls: ServingCertificate | None) -> 
         server_header=False,
         # X-Forwarded-* is trusted from nobody: client addresses are not used for decisions.
         proxy_headers=False,
+        # h11, with the header-read timeout uvicorn lacks (one timer with the keep-alive's).
+        http=HeadTimedH11Protocol,
         h11_max_incomplete_event_size=MAX_HEADER_BYTES,
+        # Beyond this many connections and requests, uvicorn answers 503 at once.
+        limit_concurrency=connection_limit(),
+        backlog=BACKLOG,
+        timeout_keep_alive=IDLE_TIMEOUT_SECONDS,
         timeout_graceful_shutdown=10,
         **ssl_options,
     )
@@ -112,7 +125,8 @@ def _granian(
     tls: ServingCertificate | None,
 ) -> int:
     try:
-        from granian.constants import Interfaces, SSLProtocols
+        from granian.constants import HTTPModes, Interfaces, SSLProtocols
+        from granian.http import HTTP1Settings
         from granian.server import Server
     except ImportError:
         print("ksa-auth serve: --server granian needs `pip install granian`", file=sys.stderr)
@@ -136,6 +150,16 @@ def _granian(
         port=port,
         interface=Interfaces.ASGI,
         factory=True,
+        # HTTP/1 only: no cleartext HTTP/2, and the header timer then starts with the connection;
+        # with `auto` protocol detection a connection that sends nothing is never closed.
+        http=HTTPModes.http1,
+        backlog=BACKLOG,
+        # A permit per connection (server_limits.py), so this is the connection limit.
+        backpressure=connection_limit(),
+        http1_settings=HTTP1Settings(
+            header_read_timeout=IDLE_TIMEOUT_SECONDS * 1000,
+            max_buffer_size=MAX_HEADER_BYTES,
+        ),
         log_access=False,
         # granian's own lines in our format, scrubbed, on stderr like ours.
         log_dictconfig=server_log_config(log_format),

@@ -23,14 +23,20 @@ from typing import Any
 import httpx
 import pytest
 
-from adapters.cluster_jwks import ClusterJwksConfig, ClusterJwksKeyProvider
+from adapters.cluster_jwks import (
+    UNKNOWN_KID_INTERVAL_SECONDS,
+    ClusterJwksConfig,
+    ClusterJwksKeyProvider,
+)
 from adapters.fake_keyset import FakeKeySet
+from adapters.jose_verifier import JoseVerifier
 from adapters.kube_http import CaFileError, api_server_client
 from adapters.memory_token_source import InMemoryTokenSource
 from adapters.projected_token_file import ProjectedTokenFile
 from adapters.static_jwks_file import StaticJwksFile
 from domain.errors import KeysUnavailable, UnknownKey
 from domain.ports import KeyProvider, PublicJwk, TokenSource
+from domain.rules import Expectations
 from tests.devcluster_harness import DevCluster, DevPod
 from tests.helpers import write_foreign_ca
 
@@ -380,6 +386,53 @@ async def test_made_up_kids_fetch_exactly_once_per_cooldown(cluster: DevCluster)
         for kid in provider.known_kids():
             await provider.get_key(kid)
         assert _jwks_requests(cluster) == before + 2
+    finally:
+        await provider.close()
+        await client.aclose()
+
+
+def _made_up_kid(token: str, kid: str) -> str:
+    """`token` under a header naming `kid` (the lookup fails before any signature check)."""
+    header = json.loads(base64.urlsafe_b64decode(token.split(".")[0] + "=="))
+    encoded = base64.urlsafe_b64encode(json.dumps({**header, "kid": kid}).encode())
+    return ".".join([encoded.rstrip(b"=").decode(), *token.split(".")[1:]])
+
+
+async def test_a_rotation_right_after_made_up_kids_is_accepted_within_the_interval(
+    cluster: DevCluster,
+) -> None:
+    """The unknown-kid rule through the verifier, against an attacker who copies our issuer
+    (so the issuer check lets the tokens through to the key lookup)."""
+    clock = FakeClock()
+    provider, client = _cluster_provider(cluster, clock=clock)
+    verifier = JoseVerifier(provider, Expectations.of([cluster.issuer], ["be2"]), clock)
+    impostor = FakeKeySet("ES256", issuer=cluster.issuer).mint(
+        namespace="default", service_account="be-sa", audiences=["be2"]
+    )
+    try:
+        await provider.start()
+        before = _jwks_requests(cluster)
+        for i in range(50):
+            with pytest.raises(UnknownKey):
+                await verifier.verify(_made_up_kid(impostor, f"made-up-{i}"))
+        assert _jwks_requests(cluster) == before + 1
+        # The cluster rotates right after: inside the interval the new kid is refused...
+        cluster.admin("/admin/signing-keys/rotate")
+        rotated = cluster.mint("be-sa", audiences=["be2"], pod=cluster.pod("be").name)
+        with pytest.raises(UnknownKey):
+            await verifier.verify(rotated)
+        assert _jwks_requests(cluster) == before + 1
+        # ...and accepted once it has passed, whatever the attacker sent before.
+        clock.now += UNKNOWN_KID_INTERVAL_SECONDS
+        assert (await verifier.verify(rotated)).service_account == "be-sa"
+        assert _jwks_requests(cluster) == before + 2
+        # The fetch-rate bound: a minute of made-up kids, ten a second, costs 60 / interval.
+        for second in range(60):
+            clock.now += 1
+            for i in range(10):
+                with pytest.raises(UnknownKey):
+                    await verifier.verify(_made_up_kid(impostor, f"flood-{second}-{i}"))
+        assert _jwks_requests(cluster) == before + 2 + int(60 // UNKNOWN_KID_INTERVAL_SECONDS)
     finally:
         await provider.close()
         await client.aclose()

@@ -115,6 +115,8 @@ def start_service(
 ) -> Iterator[Service]:
     """`ksa-auth serve <kind>` on a free port until the block ends; stopped and reaped after.
 
+    `server` picks `--server` (unset: the default server).
+
     Waits for /healthz (and /readyz when `wait_ready`) with a bound; fails with the log tail.
     With KSA_TLS_* in `env` it is reached over https, trusting `ca_file` only.
     """

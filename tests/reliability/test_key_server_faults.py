@@ -207,9 +207,9 @@ def test_key_rotation_under_load_fails_no_request(
 ) -> None:
     """A signing-key rotation while 16 connections keep calling: every answer is 200.
 
-    One rotation: be2 fetches a new kid at once, then at most once per 30 s cooldown (so a
-    flood of made-up kids cannot storm the API server); a second rotation inside that window
-    would see 401 unknown_key until it passes.
+    One rotation: be2 fetches a new kid at once, then at most once per 5 s unknown-kid
+    interval (so a flood of made-up kids cannot storm the API server); a second rotation inside
+    that window would see 401 unknown_key until it passes.
     """
     be2 = bench.start("be2", be2_environment(bench.cluster))
     first = _mint(bench, ledger)

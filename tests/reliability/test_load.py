@@ -7,6 +7,7 @@ import asyncio
 
 import pytest
 
+from adapters.cluster_jwks import UNKNOWN_KID_INTERVAL_SECONDS
 from tests.reliability.conftest import SharedStack, Tally
 from tests.reliability.hostile import Mint
 from tests.reliability.jws import SigningKey, compact
@@ -72,6 +73,6 @@ def test_twenty_thousand_mixed_requests_over_64_connections(
     assert report.wrong_count == 0, (report.summary(), report.wrong)
     assert report.connections_opened == CONNECTIONS, "a connection was dropped and reopened"
     assert len(report.by_label) == len(probes)
-    # Made-up kids in every 28th request fetched the JWKS at most once per cooldown (30 s).
+    # Made-up kids in every 28th request fetched the JWKS at most once per unknown-kid interval.
     fetches = shared_stack.cluster.state()["jwks_requests"] - fetches_before
-    assert fetches <= 1 + int(report.seconds // 30), fetches
+    assert fetches <= 1 + int(report.seconds // UNKNOWN_KID_INTERVAL_SECONDS), fetches
