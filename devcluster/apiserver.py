@@ -158,6 +158,9 @@ def _http_error(cluster: Cluster, request: AnyRequest, exc: HTTPException) -> Re
 
 
 def _api_error(_: AnyRequest, exc: ApiError) -> Response[bytes]:
+    if exc.code == 403:
+        # responsewriters.Forbidden sets it on every authorization refusal.
+        return json_response(exc.body(), 403, **{"x-content-type-options": "nosniff"})
     return json_response(exc.body(), exc.code)
 
 
