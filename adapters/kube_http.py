@@ -18,6 +18,7 @@ __all__ = [
     "CaFileError",
     "api_server_client",
     "origin_of",
+    "pinned_context",
     "request",
     "same_origin",
     "tls_reason",
@@ -62,9 +63,24 @@ def api_server_client(ca_file: str | PathLike[str]) -> httpx.AsyncClient:
     Raises:
         CaFileError: naming the file and the OS or TLS reason when it cannot be loaded.
     """
+    return httpx.AsyncClient(
+        verify=pinned_context(ca_file),
+        follow_redirects=False,
+        # HTTPS_PROXY / SSL_CERT_FILE must not reroute our token or widen the trust.
+        trust_env=False,
+        timeout=httpx.Timeout(TOTAL_TIMEOUT_SECONDS, connect=CONNECT_TIMEOUT_SECONDS),
+    )
+
+
+def pinned_context(ca_file: str | PathLike[str]) -> ssl.SSLContext:
+    """A client TLS context that trusts `ca_file` only, checks the host name, TLS 1.2 at least.
+
+    Raises:
+        CaFileError: naming the file and the OS or TLS reason when it cannot be loaded.
+    """
     try:
         # With cafile given, create_default_context loads that bundle only, not the system store:
-        # the cluster CA is private, and a public CA must not be able to vouch for the API server.
+        # the CA is private, and a public CA must not be able to vouch for the server.
         context = ssl.create_default_context(cafile=ca_file)
     except ssl.SSLError as exc:  # an OSError subclass: caught first
         raise CaFileError(
@@ -72,13 +88,8 @@ def api_server_client(ca_file: str | PathLike[str]) -> httpx.AsyncClient:
         ) from None
     except OSError as exc:
         raise CaFileError(f"CA file {str(ca_file)!r} cannot be read: {exc.strerror}") from None
-    return httpx.AsyncClient(
-        verify=context,
-        follow_redirects=False,
-        # HTTPS_PROXY / SSL_CERT_FILE must not reroute our token or widen the trust.
-        trust_env=False,
-        timeout=httpx.Timeout(TOTAL_TIMEOUT_SECONDS, connect=CONNECT_TIMEOUT_SECONDS),
-    )
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    return context
 
 
 def origin_of(url: str | httpx.URL) -> tuple[str, str, int]:

@@ -322,6 +322,11 @@ def _routes(cluster: Cluster) -> list[HTTPRouteHandler]:
         check(request)
         return {"rewritten": cluster.kubelet.refresh_tokens(force=True)}
 
+    @post("/admin/certificates/renew", status_code=200)
+    async def renew_certificates(request: AnyRequest) -> dict[str, Any]:
+        check(request)
+        return {"renewed": cluster.renew_serving_certificates()}
+
     @get("/admin/state")
     async def state_route(request: AnyRequest) -> dict[str, Any]:
         check(request)
@@ -338,6 +343,7 @@ def _routes(cluster: Cluster) -> list[HTTPRouteHandler]:
         *(body_route(path, operation) for path, operation in BODY_OPERATIONS.items()),
         *_pod_routes(cluster, check),
         rotate_tokens,
+        renew_certificates,
         state_route,
         redirect_target,
     ]

@@ -21,20 +21,23 @@ from litestar.exceptions import HTTPException
 from litestar.handlers import HTTPRouteHandler
 from litestar.params import FromPath
 
+from devcluster import kubeconfig
 from devcluster.access import authorize_request
 from devcluster.admin import create_admin_app
+from devcluster.api_discovery import discovery_routes
 from devcluster.cluster import Cluster
 from devcluster.decoding import TOKEN_REQUEST, TOKEN_REVIEW, Kind, decode_body, warning_header
 from devcluster.discovery import key_routes
 from devcluster.kubelet import DEFAULT_PODS, parse_pod_spec
 from devcluster.manifests import load_rbac_objects
+from devcluster.openapi import openapi_routes
+from devcluster.protobuf import is_protobuf, negotiated_response, read_protobuf
 from devcluster.rbac import non_resource, request_attributes, resource
 from devcluster.status import (
     MAX_BODY_BYTES,
     AnyRequest,
     ApiError,
     internal_error,
-    json_response,
     status_body,
     unavailable,
 )
@@ -86,7 +89,14 @@ def create_app(cluster: Cluster | None = None) -> Litestar:
         await emulator.kubelet.stop()
 
     return Litestar(
-        route_handlers=[*key_routes(emulator), *_token_routes(emulator), healthz, readyz],
+        route_handlers=[
+            *key_routes(emulator),
+            *_token_routes(emulator),
+            *discovery_routes(emulator),
+            *openapi_routes(emulator),
+            healthz,
+            readyz,
+        ],
         exception_handlers={
             ApiError: _api_error,
             HTTPException: functools.partial(_http_error, emulator),
@@ -114,7 +124,7 @@ def _token_routes(cluster: Cluster) -> list[HTTPRouteHandler]:
         authorize_request(cluster, request.headers.get("authorization"), attributes)
         body, warnings = await _decode(request, TOKEN_REQUEST)
         answer = cluster.tokens.token_request(namespace, name, body)
-        return json_response(answer, 201, **_warning(warnings))
+        return negotiated_response(request, answer, 201, **_warning(warnings))
 
     @post("/apis/authentication.k8s.io/v1/tokenreviews")
     async def token_review_route(request: AnyRequest) -> Response[bytes]:
@@ -127,13 +137,16 @@ def _token_routes(cluster: Cluster) -> list[HTTPRouteHandler]:
         authorize_request(cluster, request.headers.get("authorization"), _CREATE_TOKEN_REVIEWS)
         body, warnings = await _decode(request, TOKEN_REVIEW)
         review = token_review(cluster.authenticator, body)
-        return json_response(review, 201, **_warning(warnings))
+        return negotiated_response(request, review, 201, **_warning(warnings))
 
     return [token_request, token_review_route]
 
 
 async def _decode(request: AnyRequest, kind: Kind) -> tuple[Any, list[str]]:
-    """The body as kube-apiserver decodes it, with fieldValidation from the query."""
+    """The body as kube-apiserver decodes it: protobuf when sent so (client-go's typed
+    clients), else JSON with fieldValidation from the query."""
+    if is_protobuf(request):
+        return await read_protobuf(request, kind.name, kind.group_version), []
     return decode_body(await request.body(), kind, request.query_params.get("fieldValidation"))
 
 
@@ -154,14 +167,15 @@ def _http_error(cluster: Cluster, request: AnyRequest, exc: HTTPException) -> Re
         except ApiError as denied:
             return _api_error(request, denied)
     reason, message = _HTTP_REASONS.get(code, ("BadRequest", "bad request"))
-    return json_response(status_body(code, reason, message, {}), code)
+    return negotiated_response(request, status_body(code, reason, message, {}), code)
 
 
-def _api_error(_: AnyRequest, exc: ApiError) -> Response[bytes]:
+def _api_error(request: AnyRequest, exc: ApiError) -> Response[bytes]:
     if exc.code == 403:
         # responsewriters.Forbidden sets it on every authorization refusal.
-        return json_response(exc.body(), 403, **{"x-content-type-options": "nosniff"})
-    return json_response(exc.body(), exc.code)
+        headers = {"x-content-type-options": "nosniff"}
+        return negotiated_response(request, exc.body(), 403, **headers)
+    return negotiated_response(request, exc.body(), exc.code)
 
 
 # --- serving -------------------------------------------------------------------------------
@@ -229,7 +243,7 @@ async def serve(
         asyncio.create_task(server.serve(sockets=[sock]))
         for server, sock in zip(servers, (api_socket, admin_socket), strict=True)
     ]
-    cluster_json: Path | None = None
+    written: list[Path] = []  # cluster.json and the kubeconfig, removed when we stop
     try:
         while not all(s.started for s in servers):
             if any(t.done() for t in tasks):
@@ -237,7 +251,9 @@ async def serve(
             await asyncio.sleep(0.01)
         else:
             announce(f"devcluster serving {cluster.url} (admin {cluster.admin_url})")
+            written.append(kubeconfig.write(cluster))
             cluster_json = cluster.write_cluster_json()
+            written.append(cluster_json)
             announce(f"devcluster state in {cluster_json}")
         await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         stop()
@@ -245,9 +261,9 @@ async def serve(
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
-        if cluster_json is not None:
+        for path in written:
             with contextlib.suppress(OSError):
-                cluster_json.unlink()
+                path.unlink()
     failed = [t for t in tasks if not t.cancelled() and t.exception() is not None]
     return 1 if failed or not all(s.started for s in servers) else 0
 

@@ -26,12 +26,18 @@ from devcluster.kubelet import (
 )
 from devcluster.rbac import Authorizer
 from devcluster.registry import Registry
-from devcluster.tls import write_tls_material
+from devcluster.tls import ServingFiles, serving_names, write_serving_secret, write_tls_material
+from devcluster.tokenfile import ADMIN_USER, MASTERS, RequestAuthenticator, StaticToken
 from devcluster.tokenreview import Authenticator, PublicKeys, RegistryObjects
 from domain.ports import Clock
 
-__all__ = ["KEY_FAULTS", "REVIEW_FAULTS", "AdjustableClock", "Cluster", "Faults"]
+__all__ = ["KEY_FAULTS", "KUBECONFIG_NAME", "REVIEW_FAULTS", "AdjustableClock", "Cluster", "Faults"]
 
+# Written by devcluster.kubeconfig beside cluster.json.
+KUBECONFIG_NAME = "kubeconfig"
+
+# The workloads that serve TLS with a certificate from our CA, as cert-manager would issue it.
+SERVING_APPS = frozenset({"be2"})
 KEY_FAULTS = ("ok", "outage", "slow", "garbage", "oversized", "malformed", "redirect")
 REVIEW_FAULTS = ("ok", "outage", "slow")
 # A graceful pod delete without a grace period: the pod spec's terminationGracePeriodSeconds
@@ -112,13 +118,19 @@ class Cluster:
         self.url = ""
         self.admin_url = ""
         self.registry = Registry()
+        self.serving: dict[tuple[str, str], ServingFiles] = {}
         self.tokens = Issuer(self.keyset, self.registry, self.api_audiences, self.counters, clock)
-        self.authenticator = Authenticator(
-            self.issuer,
-            self.api_audiences,
-            PublicKeys.of_keyset(self.keyset),
-            RegistryObjects(self.registry, clock),
-            clock,
+        # The kubeconfig's administrator; never the admin API's token.
+        self.cluster_admin = StaticToken(ADMIN_USER, (MASTERS,))
+        self.authenticator = RequestAuthenticator(
+            (self.cluster_admin,),
+            Authenticator(
+                self.issuer,
+                self.api_audiences,
+                PublicKeys.of_keyset(self.keyset),
+                RegistryObjects(self.registry, clock),
+                clock,
+            ),
         )
 
         self.state_dir.mkdir(parents=True, exist_ok=True)
@@ -138,7 +150,29 @@ class Cluster:
         self.registry.pods[(pod.namespace, pod.name)] = pod
         for projection in pod.projections:
             self.kubelet.write(pod, projection)
+        if spec.app in SERVING_APPS:
+            self._issue_serving_certificate(pod, spec.app)
         return pod
+
+    def _issue_serving_certificate(self, pod: Pod, app: str) -> ServingFiles:
+        # The Secret cert-manager keeps for the app's Service, mounted into its pod.
+        files = write_serving_secret(
+            pod.volume.parent / f"{app}-tls",
+            self.tls.authority,
+            serving_names(app, pod.namespace),
+            self.clock,
+        )
+        self.serving[(pod.namespace, pod.name)] = files
+        return files
+
+    def renew_serving_certificates(self) -> int:
+        """Issue every serving certificate again (a new key and serial), as a renewal would."""
+        for (namespace, name), files in list(self.serving.items()):
+            if (namespace, name) in self.registry.pods:
+                pod = self.registry.pods[(namespace, name)]
+                self._issue_serving_certificate(pod, files.names[0])
+        self.counters["serving_certificates_renewed"] += 1
+        return len(self.serving)
 
     def terminate_pod(
         self, namespace: str, name: str, grace_seconds: int = DEFAULT_GRACE_SECONDS
@@ -192,6 +226,18 @@ class Cluster:
             "ca_file": str(pod.volume / "ca.crt"),
             "namespace_file": str(pod.volume / "namespace"),
             "extra_tokens": extra,
+            "tls": self._serving_json(pod),
+        }
+
+    def _serving_json(self, pod: Pod) -> dict[str, Any] | None:
+        files = self.serving.get((pod.namespace, pod.name))
+        if files is None:
+            return None
+        return {
+            "cert_file": str(files.cert_file),
+            "key_file": str(files.key_file),
+            "ca_file": str(files.ca_file),
+            "names": list(files.names),
         }
 
     def cluster_json(self) -> dict[str, Any]:
@@ -204,6 +250,7 @@ class Cluster:
             "jwks_url": f"{self.url}/openid/v1/jwks",
             "admin_url": self.admin_url,
             "admin_token": self.admin_token,
+            "kubeconfig": str(self.state_dir / KUBECONFIG_NAME),
             "pid": os.getpid(),
             "token_ttl": self.token_ttl,
             "pods": [self.pod_json(p) for p in self.registry.pods.values()],

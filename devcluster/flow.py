@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import textwrap
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -19,12 +20,14 @@ __all__ = [
     "SeedFlow",
     "StepFailed",
     "StepResult",
-    "render_line",
-    "render_table",
+    "render_step",
+    "render_summary",
     "run_steps",
     "tamper_signature",
 ]
 
+# Every line of the step output fits a terminal of this width.
+COLUMNS = 80
 # How long a step waits for something asynchronous (a token file re-read, a key refresh).
 SETTLE_SECONDS = 10.0
 POLL_SECONDS = 0.05
@@ -66,53 +69,35 @@ class FlowTargets:
 Step = tuple[str, Callable[[], str]]
 
 
-def render_line(result: StepResult, total: int) -> str:
-    """One progress line: `[ 4/11] PASS  title .... figure (12 ms)`."""
-    width = len(str(total))
-    status = "PASS" if result.passed else "FAIL"
-    return (
-        f"[{result.number:>{width}}/{total}] {status}  {result.title:<34} "
-        f"{result.figure}  ({result.millis:.0f} ms)"
-    )
+def render_step(result: StepResult, total: int) -> str:
+    """A step as it finishes: status, title and time, then its figure indented below.
+
+    ```
+    [ 4/11] PASS  be2 /validate-auth -> 200                                 4 ms
+            200, authenticated=true, stale=false
+    ```
+    """
+    number = f"[{result.number:>{len(str(total))}}/{total}] "
+    head = f"{number}{'PASS' if result.passed else 'FAIL'}  "
+    millis = f"{result.millis:.0f} ms"
+    room = COLUMNS - len(head) - len(millis) - 2
+    title = _clip(result.title, room)
+    # Under the status, so a figure of up to 72 columns (an identity, a URL) stays one line.
+    indent = " " * len(number)
+    figure = textwrap.wrap(result.figure, COLUMNS, initial_indent=indent, subsequent_indent=indent)
+    return "\n".join([f"{head}{title:<{room}}  {millis}", *figure])
 
 
-def render_table(results: Sequence[StepResult]) -> str:
-    """The closing summary table and a `N of M steps passed` line."""
-    header = ("#", "result", "step", "figure", "ms")
-    rows = [
-        (
-            str(r.number),
-            "PASS" if r.passed else "FAIL",
-            r.title,
-            _clip(r.figure, 72),
-            f"{r.millis:.0f}",
-        )
-        for r in results
-    ]
-    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
-
-    def line(cells: Sequence[str]) -> str:
-        parts = [
-            cells[0].rjust(widths[0]),
-            cells[1].ljust(widths[1]),
-            cells[2].ljust(widths[2]),
-            cells[3].ljust(widths[3]),
-            cells[4].rjust(widths[4]),
-        ]
-        return "  ".join(parts).rstrip()
-
-    rule = "  ".join("-" * w for w in widths)
+def render_summary(results: Sequence[StepResult], total: int, seconds: float) -> str:
+    """The closing line: `11 of 11 steps passed (4.2 s)`, naming failed and skipped steps."""
     passed = sum(r.passed for r in results)
-    verdict = "all passed" if passed == len(results) else f"{len(results) - passed} FAILED"
-    return "\n".join(
-        [
-            line(header),
-            rule,
-            *(line(row) for row in rows),
-            rule,
-            f"{passed} of {len(results)} steps passed ({verdict})",
-        ]
-    )
+    failed = [str(r.number) for r in results if not r.passed]
+    parts = [f"{passed} of {total} steps passed"]
+    if failed:
+        parts.append(f"FAILED: {', '.join(failed)}")
+    if len(results) < total:
+        parts.append(f"{total - len(results)} not run")
+    return f"{', '.join(parts)} ({seconds:.1f} s)"
 
 
 def run_steps(
@@ -136,7 +121,7 @@ def run_steps(
             figure, passed = f"{type(exc).__name__}: {_clip(str(exc), 160)}", False
         result = StepResult(first_number + offset, title, passed, figure, (clock() - started) * 1e3)
         results.append(result)
-        print(render_line(result, total), file=out, flush=True)
+        print(render_step(result, total), file=out, flush=True)
     return results
 
 
@@ -218,7 +203,7 @@ class SeedFlow:
         if claims.sub != self._t.be.subject:
             raise StepFailed(f"token sub {claims.sub!r}, expected {self._t.be.subject}")
         audiences = ",".join(claims.audiences)
-        return f"Bearer {header.alg} JWT, kid {header.kid[:10]}..., aud {audiences}"
+        return f"{header.alg}, kid {header.kid[:8]}..., aud {audiences}"
 
     def validate(self) -> str:
         body = _expect(self._validate(self._require_token()), 200)

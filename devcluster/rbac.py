@@ -344,6 +344,23 @@ BOOTSTRAP_POLICY: tuple[dict[str, Any], ...] = (
         "system:authenticated",
         "system:unauthenticated",
     ),
+    # API discovery (what kubectl reads before anything else), for every authenticated user.
+    _cluster_role(
+        "system:discovery",
+        {
+            "nonResourceURLs": [
+                "/api",
+                "/api/*",
+                "/apis",
+                "/apis/*",
+                "/openapi",
+                "/openapi/*",
+                *_HEALTH_URLS,
+            ],
+            "verbs": ["get"],
+        },
+    ),
+    _group_binding("system:discovery", "system:discovery", "system:authenticated"),
     _cluster_role(
         "system:service-account-issuer-discovery",
         {"nonResourceURLs": _DISCOVERY_URLS, "verbs": ["get"]},

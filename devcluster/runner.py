@@ -16,13 +16,19 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, TextIO
 
-import httpx
-
-from devcluster.flow import FlowTargets, SeedFlow, StepResult, render_line, render_table, run_steps
+from devcluster.flow import (
+    FlowTargets,
+    SeedFlow,
+    StepResult,
+    render_step,
+    render_summary,
+    run_steps,
+)
+from devcluster.kubeconfig import service_account_context
 from devcluster.processes import NotReady
 from devcluster.stack import Stack, start_stack
 
-__all__ = ["run_demo", "run_up", "usage_text"]
+__all__ = ["kubectl_lines", "run_demo", "run_up", "usage_text"]
 
 # In a source checkout (make run) these exist; from an installed wheel they are shown relative.
 REPO = Path(__file__).resolve().parents[1]
@@ -69,14 +75,14 @@ def _run_flow(stack: Stack, out: TextIO) -> list[StepResult]:
         1,
         "services started",
         True,
-        f"devcluster, be2, be ready (logs in {stack.log_dir})",
+        f"devcluster, {'be2 (TLS)' if stack.be2_ca_file else 'be2'} and be answer /readyz",
         stack.started_seconds * 1e3,
     )
     targets = FlowTargets(stack.be_url, stack.be2_url, stack.cluster, stack.admin)
-    with httpx.Client(timeout=10.0, trust_env=False) as client:
+    with stack.client() as client:
         steps = SeedFlow(targets, client).steps()
         total = 1 + len(steps)
-        print(render_line(first, total), file=out, flush=True)
+        print(render_step(first, total), file=out, flush=True)
         return [first, *run_steps(steps, out, first_number=2, total=total)]
 
 
@@ -88,7 +94,7 @@ def _start_failed(error: Exception, total: int, started: float, out: TextIO) -> 
         str(error).splitlines()[0],
         (time.perf_counter() - started) * 1e3,
     )
-    print(render_line(result, total), file=out, flush=True)
+    print(render_step(result, total), file=out, flush=True)
     details = str(error).splitlines()[1:]
     if details:
         print("\n".join(details), file=out, flush=True)
@@ -111,8 +117,8 @@ def run_demo(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
                 results = _run_flow(stack, out)
         except (NotReady, OSError) as error:
             results = [_start_failed(error, _step_count(), started, out)]
-        print("", file=out)
-        print(render_table(results), file=out, flush=True)
+        summary = render_summary(results, _step_count(), time.perf_counter() - started)
+        print(summary, file=out, flush=True)
         passed = all(r.passed for r in results) and len(results) == _step_count()
         if not passed and args.state_dir is None:
             keep[0] = True
@@ -136,8 +142,8 @@ def run_up(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
             with start_stack(state_dir, args.token_ttl) as stack:
                 _write_json(stack_file, stack.describe("flow"))
                 results = _run_flow(stack, out)
-                print("", file=out)
-                print(render_table(results), file=out)
+                summary = render_summary(results, _step_count(), time.perf_counter() - started)
+                print(summary, file=out)
                 print("", file=out)
                 print(usage_text(stack), file=out, flush=True)
                 _write_json(stack_file, stack.describe("serving"))
@@ -149,7 +155,9 @@ def run_up(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
                 return 130
             return 0 if all(r.passed for r in results) else 1
         except (NotReady, OSError) as error:
-            _start_failed(error, _step_count(), started, out)
+            failed = _start_failed(error, _step_count(), started, out)
+            summary = render_summary([failed], _step_count(), time.perf_counter() - started)
+            print(summary, file=out, flush=True)
             return 1
 
 
@@ -188,25 +196,30 @@ def usage_text(stack: Stack) -> str:
             f" {cluster_json})"
         )
     bearer = f'-H "Authorization: Bearer $(curl -s {be}/get-jwt | {extract})"'
+    # be2 over TLS: curl and newman trust the CA that signed its certificate, that one only.
+    be2_ca = stack.be2_ca_file
+    pin = f"--cacert {shlex.quote(be2_ca)} " if be2_ca else ""
+    newman_ca = f" --ssl-extra-ca-certs {shlex.quote(be2_ca)}" if be2_ca else ""
     logs = ", ".join(str(child.log_path) for child in stack.children)
     lines = [
         "Serving (Ctrl-C stops every process):",
         f"  devcluster  {cluster.url}  (CA {cluster.ca_file}, admin {cluster.admin_url})",
         f"  be          {be}",
-        f"  be2         {be2}  (OpenAPI: {be2}/schema/swagger)",
+        f"  be2         {be2}  (OpenAPI: {be2}/schema/swagger)"
+        + (f"\n              TLS: certificate from the devcluster CA {be2_ca}" if be2_ca else ""),
         f"  logs        {logs}",
         "",
         "Try (paste into a shell):",
         "  # seed step 2: be's token (JSON: token, subject, audiences, expires_at)",
         f"  curl -s {be}/get-jwt",
         "  # seed steps 3-6: send it to be2 as a Bearer token, see the verified identity",
-        f"  curl -s {bearer} {be2}/validate-auth",
+        f"  curl -s {pin}{bearer} {be2}/validate-auth",
         "  # be calls be2 with its own token",
         f"  curl -s {be}/call-be2",
         "  # authorization by service account: be-sa may use /protected",
-        f"  curl -s {bearer} {be2}/protected",
+        f"  curl -s {pin}{bearer} {be2}/protected",
         "  # no token: 401 missing_token with a WWW-Authenticate challenge",
-        f"  curl -si {be2}/validate-auth",
+        f"  curl -si {pin}{be2}/validate-auth",
         "  # the token's header and claims (UNVERIFIED), with time left",
         f"  curl -s {be}/get-jwt | {extract} | {shlex.quote(_ksa_auth_command())} decode -",
         "  # the cluster's JWKS, over the devcluster CA, with be's token (RBAC wants one)",
@@ -216,9 +229,34 @@ def usage_text(stack: Stack) -> str:
         f"{cluster.admin_url}/admin/tokens/rotate",
         "  # the seed's Postman flow, with newman",
         f"  {_newman_command()} run {_in_repo(POSTMAN_COLLECTION)} "
-        f"--env-var be_url={be} --env-var be2_url={be2}",
+        f"--env-var be_url={be} --env-var be2_url={be2}{newman_ca}",
+        *kubectl_lines(cluster.kubeconfig),
     ]
     return "\n".join(lines)
+
+
+def kubectl_lines(kubeconfig: str) -> list[str]:
+    """The same flow with kubectl: the emulator's kubeconfig is the cluster admin by default."""
+    if not kubeconfig:
+        return []
+    body = '{"apiVersion":"authentication.k8s.io/v1","kind":"TokenReview","spec":{"token":"%s"}}'
+    review = f"printf '{body}' \"$(kubectl create token be-sa)\""
+    be_sa = service_account_context("default", "be-sa")
+    be2_sa = service_account_context("default", "be2-sa")
+    return [
+        "",
+        "With kubectl (contexts: the cluster admin, and one per service account):",
+        f"  export KUBECONFIG={shlex.quote(kubeconfig)}",
+        "  kubectl version; kubectl api-resources; kubectl config get-contexts",
+        "  # a token for be-sa that be2 accepts (audience be2, 10 minutes): TokenRequest",
+        "  kubectl create token be-sa --audience be2 --duration 10m",
+        "  # who the API server says a token is: TokenReview",
+        f"  {review} | kubectl create -o yaml -f -",
+        "  # be-sa may not review tokens: Error from server (Forbidden)",
+        f"  {review} | kubectl --context {be_sa} create -f -",
+        "  # the JWKS, read as be2-sa (as be2 fetches it)",
+        f"  kubectl --context {be2_sa} get --raw /openid/v1/jwks",
+    ]
 
 
 def _in_repo(path: Path) -> str:
@@ -230,7 +268,9 @@ def _newman_command() -> str:
     # not there yet: never a download of whatever version npx finds.
     if (REPO / LOCAL_NEWMAN).exists():
         return _in_repo(LOCAL_NEWMAN)
-    return f"make -C {shlex.quote(str(REPO))} newman && {_in_repo(LOCAL_NEWMAN)}"
+    # The path in the checkout, so the command works from any directory once make is done.
+    installed = shlex.quote(str(REPO / LOCAL_NEWMAN))
+    return f"make -C {shlex.quote(str(REPO))} newman && {installed}"
 
 
 def _ksa_auth_command() -> str:

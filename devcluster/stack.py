@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 import msgspec
 
+from adapters.kube_http import pinned_context
 from devcluster.manifests import DEPLOY_OVERLAYS
 from devcluster.processes import (
     Child,
@@ -50,6 +51,14 @@ PASSED_THROUGH = frozenset({"KSA_LOG_LEVEL", "KSA_LOG_FORMAT"})
 OVERLAY = DEPLOY_OVERLAYS / "docker-desktop"
 
 
+class ServingTls(msgspec.Struct, frozen=True, forbid_unknown_fields=False):
+    """A pod's serving certificate, as its mounted kubernetes.io/tls Secret holds it."""
+
+    cert_file: str
+    key_file: str
+    ca_file: str
+
+
 class PodInfo(msgspec.Struct, frozen=True, forbid_unknown_fields=False):
     """One pod of cluster.json (the fields the stack uses)."""
 
@@ -58,6 +67,7 @@ class PodInfo(msgspec.Struct, frozen=True, forbid_unknown_fields=False):
     service_account: str
     token_file: str
     ca_file: str
+    tls: ServingTls | None = None
 
     @property
     def subject(self) -> str:
@@ -79,6 +89,7 @@ class ClusterInfo(msgspec.Struct, frozen=True, forbid_unknown_fields=False):
     jwks_url: str
     admin_url: str
     admin_token: str = msgspec.field(default="")
+    kubeconfig: str = ""
     pid: int = 0
     pods: tuple[PodInfo, ...] = ()
 
@@ -93,14 +104,25 @@ class ClusterInfo(msgspec.Struct, frozen=True, forbid_unknown_fields=False):
 
 
 def be_environment(cluster: ClusterInfo, be2_url: str) -> dict[str, str]:
-    """be's settings: its pod's projected token, and where be2 listens."""
-    return {"KSA_TOKEN_FILE": cluster.pod(BE_APP).token_file, "KSA_BE2_URL": be2_url}
+    """be's settings: its pod's projected token, where be2 listens, and (https) be2's CA."""
+    settings = {"KSA_TOKEN_FILE": cluster.pod(BE_APP).token_file, "KSA_BE2_URL": be2_url}
+    be2_tls = cluster.pod(BE2_APP).tls
+    if be2_url.startswith("https://") and be2_tls is not None:
+        settings["KSA_BE2_CA_FILE"] = be2_tls.ca_file
+    return settings
 
 
 def be2_environment(cluster: ClusterInfo) -> dict[str, str]:
-    """be2's settings: its own pod's token and CA, the API server, who may call."""
+    """be2's settings: its own pod's token and CA, the API server, who may call, and the
+    serving certificate the emulator issued (TLS) when there is one."""
     pod = cluster.pod(BE2_APP)
+    serving = (
+        {"KSA_TLS_CERT_FILE": pod.tls.cert_file, "KSA_TLS_KEY_FILE": pod.tls.key_file}
+        if pod.tls is not None
+        else {}
+    )
     return {
+        **serving,
         "KSA_TOKEN_FILE": pod.token_file,
         "KSA_CA_FILE": pod.ca_file,
         "KSA_API_SERVER": cluster.url,
@@ -139,6 +161,18 @@ class Stack:
     @property
     def log_dir(self) -> Path:
         return self.state_dir / "logs"
+
+    @property
+    def be2_ca_file(self) -> str | None:
+        """The CA be2's certificate chains to, when be2 serves TLS."""
+        tls = self.cluster.pod(BE2_APP).tls
+        return tls.ca_file if tls is not None and self.be2_url.startswith("https://") else None
+
+    def client(self, timeout: float = 10.0) -> httpx.Client:
+        """A client for the stack's services: be2's CA trusted when it serves TLS, nothing else."""
+        ca_file = self.be2_ca_file
+        verify = pinned_context(ca_file) if ca_file is not None else True
+        return httpx.Client(timeout=timeout, trust_env=False, verify=verify)
 
     def admin(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         """POST to the devcluster's admin API; raises on a non-2xx answer."""
@@ -254,7 +288,13 @@ def _start_services(
 ) -> tuple[str, str]:
     """Spawn be2 and be (into `children`) on free ports, wait until both are ready; their URLs."""
     be_port, be2_port = free_port(HOST), free_port(HOST)
-    be_url, be2_url = f"http://{HOST}:{be_port}", f"http://{HOST}:{be2_port}"
+    be2_tls = cluster.pod(BE2_APP).tls
+    be2_scheme = "https" if be2_tls is not None else "http"
+    be_url, be2_url = f"http://{HOST}:{be_port}", f"{be2_scheme}://{HOST}:{be2_port}"
+    # Readiness over be2's TLS proves it presents a certificate be will accept.
+    checker = client
+    if be2_tls is not None:
+        checker = httpx.Client(trust_env=False, verify=pinned_context(be2_tls.ca_file))
     services: list[tuple[Child, str]] = []
     for app, port, url, settings in (
         (BE2_APP, be2_port, be2_url, be2_environment(cluster)),
@@ -268,6 +308,10 @@ def _start_services(
         )
         children.append(child)
         services.append((child, url))
-    for child, url in services:
-        wait_http_ready(f"{url}/readyz", child, client, ready_timeout)
+    try:
+        for child, url in services:
+            wait_http_ready(f"{url}/readyz", child, checker, ready_timeout)
+    finally:
+        if checker is not client:
+            checker.close()
     return be_url, be2_url

@@ -30,6 +30,8 @@ __all__ = [
     "PublicKeys",
     "RegistryObjects",
     "Review",
+    "TokenAuthenticator",
+    "bearer_token",
     "token_review",
 ]
 
@@ -183,10 +185,8 @@ class Authenticator:
 
     def authenticate_header(self, authorization: str | None) -> Review:
         """authenticator/request/bearertoken: `Bearer <token>` (scheme case-insensitive)."""
-        parts = (authorization or "").strip().split(" ", 2)
-        if len(parts) < 2 or parts[0].lower() != "bearer" or not parts[1]:
-            return Review(False, "")
-        return self.authenticate(parts[1])
+        token = bearer_token(authorization)
+        return self.authenticate(token) if token else Review(False, "")
 
     # --- jwt.go: is it ours, and is it signed by a published key ------------------------------
 
@@ -301,6 +301,20 @@ class Authenticator:
         return extra
 
 
+def bearer_token(authorization: str | None) -> str:
+    """authenticator/request/bearertoken: the token of `Bearer <token>`, or "" when none."""
+    parts = (authorization or "").strip().split(" ", 2)
+    if len(parts) < 2 or parts[0].lower() != "bearer":
+        return ""
+    return parts[1]
+
+
+class TokenAuthenticator(Protocol):
+    """What TokenReview asks: who a bearer token is, for the requested audiences."""
+
+    def authenticate(self, token: str, audiences: Sequence[str] | None = None) -> Review: ...
+
+
 def _check_ref(kind: str, found: str | None, claimed: str) -> None:
     # claims.go: the bound object must still exist, with the UID the token names.
     if found is None:
@@ -311,7 +325,7 @@ def _check_ref(kind: str, found: str | None, claimed: str) -> None:
         )
 
 
-def token_review(authenticator: Authenticator, body: Any) -> dict[str, Any]:
+def token_review(authenticator: TokenAuthenticator, body: Any) -> dict[str, Any]:
     """POST /apis/authentication.k8s.io/v1/tokenreviews (pkg/registry/authentication)."""
     if not isinstance(body, dict) or body.get("kind", "TokenReview") != "TokenReview":
         raise bad_request("the body of the request is not a TokenReview object")

@@ -14,6 +14,7 @@ from litestar.handlers import HTTPRouteHandler
 from litestar.openapi.datastructures import ResponseSpec
 from prometheus_client import Counter
 
+from adapters.kube_http import tls_reason
 from domain.claims import decode_claims
 from domain.errors import AuthError, Malformed, TokenUnavailable
 from domain.jws import parse_compact
@@ -115,10 +116,8 @@ def _routes(
             async with asyncio.timeout(BE2_TOTAL_SECONDS):
                 status, body = await _get_json(client, url, auth)
         except (TimeoutError, httpx.HTTPError, OSError) as exc:
-            calls.labels("unreachable").inc()
-            detail = f"be2 at {settings.be2_url} could not be reached: {type(exc).__name__}"
-            logger.warning(detail)
-            answer = Be2Answer(0, None, error="be2_unreachable", detail=detail)
+            answer = _unreachable(settings.be2_url, exc)
+            calls.labels("unreachable" if answer.error == "be2_unreachable" else "tls_failed").inc()
             return Response(answer, status_code=502, headers={"Cache-Control": "no-store"})
         calls.labels(str(status)).inc()
         return Response(Be2Answer(status, body), headers={"Cache-Control": "no-store"})
@@ -127,6 +126,22 @@ def _routes(
     if settings.expose_token:
         routes.append(get_jwt)
     return routes
+
+
+def _unreachable(be2_url: str, exc: BaseException) -> Be2Answer:
+    """The 502 answer for a call that never got an answer; the reason goes to the log."""
+    reason = tls_reason(exc)
+    if reason is None:
+        detail = f"be2 at {be2_url} could not be reached: {type(exc).__name__}"
+        logger.warning(detail)
+        return Be2Answer(0, None, error="be2_unreachable", detail=detail)
+    # No request was sent: the token only follows a handshake that verified be2's certificate.
+    logger.warning("be2 at %s refused: TLS handshake failed: %s", be2_url, reason)
+    detail = (
+        f"the TLS handshake with be2 at {be2_url} failed (be's log says why: a certificate "
+        "not from KSA_BE2_CA_FILE or not for this host name, say); no token was sent"
+    )
+    return Be2Answer(0, None, error="be2_tls_failed", detail=detail)
 
 
 async def _get_json(client: httpx.AsyncClient, url: str, auth: httpx.Auth) -> tuple[int, Any]:

@@ -4,20 +4,24 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import msgspec
 from litestar import HttpMethod, Litestar, Request, get, route
 from litestar.handlers import HTTPRouteHandler
 from litestar.openapi.datastructures import ResponseSpec
+from litestar.openapi.spec import OpenAPIHeader, OpenAPIResponse, OpenAPIType, Operation, Schema
 
 from adapters.token_review import TokenReviewVerifier
 from domain.errors import AuthError
 from domain.identity import Identity
 from domain.ports import KeyProvider, TokenSource
+from entrypoints.be2_examples import examples
 from entrypoints.caller_answer import CallerAnswer, identity_of
 from entrypoints.container import Container
 from entrypoints.metrics import ValidationMetrics
+from entrypoints.middleware import RETRY_AFTER_SECONDS
 from entrypoints.plugin import ServiceAccountAuth, require_subjects
 from entrypoints.settings import Settings
 from entrypoints.web import assemble, container_from_environment, health_routes
@@ -64,10 +68,33 @@ class AuthFailure(msgspec.Struct, frozen=True):
     detail: str
 
 
+def _answer(container: Any, description: str, status: int) -> ResponseSpec:
+    # Named examples of what be2 really answers, not ones generated from the field types.
+    return ResponseSpec(
+        container, description=description, generate_examples=False, examples=examples(status)
+    )
+
+
 _FAILURES = {
-    401: ResponseSpec(AuthFailure, description="No, or an invalid, Bearer token"),
-    503: ResponseSpec(AuthFailure, description="Keys or TokenReview unavailable; see Retry-After"),
+    401: _answer(AuthFailure, "No, or an invalid, Bearer token; one example per reason", 401),
+    503: _answer(AuthFailure, "Keys or TokenReview unavailable; retry after Retry-After", 503),
 }
+
+
+@dataclass
+class _RetryAfterOn503(Operation):
+    """An operation whose 503 answer documents the Retry-After header it always carries."""
+
+    def __post_init__(self) -> None:
+        unavailable = (self.responses or {}).get("503")
+        if isinstance(unavailable, OpenAPIResponse):
+            unavailable.headers = {
+                **(unavailable.headers or {}),
+                "Retry-After": OpenAPIHeader(
+                    schema=Schema(type=OpenAPIType.INTEGER, examples=[RETRY_AFTER_SECONDS]),
+                    description="Seconds to wait before asking again",
+                ),
+            }
 
 
 def _routes(settings: Settings) -> list[HTTPRouteHandler]:
@@ -79,7 +106,8 @@ def _routes(settings: Settings) -> list[HTTPRouteHandler]:
         http_method=[HttpMethod.GET, HttpMethod.POST],
         status_code=200,
         summary="Verify the Bearer token and return the caller's identity",
-        responses={200: ResponseSpec(Authenticated, description="The caller"), **_FAILURES},
+        responses={200: _answer(Authenticated, "The caller", 200), **_FAILURES},
+        operation_class=_RetryAfterOn503,
         sync_to_thread=False,
     )
     def validate_auth() -> CallerAnswer:
@@ -91,8 +119,9 @@ def _routes(settings: Settings) -> list[HTTPRouteHandler]:
         guards=[require_subjects(settings.policy)],
         responses={
             **_FAILURES,
-            403: ResponseSpec(AuthFailure, description="Subject not allowed"),
+            403: _answer(AuthFailure, "A valid token whose subject is not allowed", 403),
         },
+        operation_class=_RetryAfterOn503,
         sync_to_thread=False,
     )
     def protected(request: Request[Any, Any, Any]) -> Protected:

@@ -31,8 +31,9 @@ _BE2_VARIABLES = (
     "KSA_AUDIENCES, KSA_VERIFIER, KSA_JWKS_FILE, KSA_LEEWAY_SECONDS"
 )
 _SERVE_VARIABLES = (
-    f"be reads KSA_TOKEN_FILE, KSA_BE2_URL, KSA_EXPOSE_TOKEN; be2 reads {_BE2_VARIABLES}, "
-    "KSA_ALLOWED_SUBJECTS; both read KSA_LOG_LEVEL, KSA_LOG_FORMAT."
+    "be reads KSA_TOKEN_FILE, KSA_BE2_URL, KSA_BE2_CA_FILE, KSA_EXPOSE_TOKEN; "
+    f"be2 reads {_BE2_VARIABLES}, KSA_ALLOWED_SUBJECTS; both read KSA_LOG_LEVEL, KSA_LOG_FORMAT, "
+    "and KSA_TLS_CERT_FILE with KSA_TLS_KEY_FILE (serve TLS when both are set)."
 )
 EXIT_CODES = "Exit codes: 0 ok, 1 rejected (a token or a step), 2 usage or settings."
 

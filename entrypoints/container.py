@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import ssl
 import time
 from collections.abc import Awaitable, Callable
 
@@ -93,8 +94,17 @@ def _review_config(settings: Settings) -> TokenReviewConfig:
     )
 
 
-def _be2_client(closers: Closers) -> httpx.AsyncClient:
+def _be2_client(settings: Settings, closers: Closers) -> httpx.AsyncClient:
+    # https: be2's certificate must chain to KSA_BE2_CA_FILE (settings insist on one) and name
+    # the URL's host; the handshake completes before a byte of the request, token included.
+    verify: ssl.SSLContext | bool = True
+    if settings.be2_ca_file is not None:
+        try:
+            verify = kube_http.pinned_context(settings.be2_ca_file)
+        except kube_http.CaFileError as exc:
+            raise SettingsError(f"KSA_BE2_CA_FILE: {exc}") from None
     client = httpx.AsyncClient(
+        verify=verify,
         timeout=BE2_CALL_TIMEOUT,
         # Our token goes to be2 only: a redirect elsewhere must not carry it along, and neither
         # must a proxy from the environment see it.
@@ -170,7 +180,9 @@ class Container(containers.DeclarativeContainer):
         tokenreview=token_review_verifier,
     )
 
-    be2_client: providers.Provider[httpx.AsyncClient] = providers.Singleton(_be2_client, closers)
+    be2_client: providers.Provider[httpx.AsyncClient] = providers.Singleton(
+        _be2_client, settings, closers
+    )
 
 
 def build_container(settings: Settings) -> Container:

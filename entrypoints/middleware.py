@@ -38,6 +38,7 @@ __all__ = [
     "AUTH_EXCLUDE",
     "REALM",
     "RETRY_AFTER_SECONDS",
+    "UNAVAILABLE_DETAIL",
     "BearerAuthenticationMiddleware",
     "auth_error_response",
     "bearer_token",
@@ -216,7 +217,7 @@ def _answer(
 _OUTCOMES = {401: "rejected", 403: "forbidden"}
 # What a caller is told when no decision can be made now: the reason code says which part is
 # missing; the specifics (internal URLs, TLS errors) go to the log only.
-_UNAVAILABLE_DETAIL = "the service cannot decide on this token right now; retry after Retry-After"
+UNAVAILABLE_DETAIL = "the service cannot decide on this token right now; retry after Retry-After"
 
 
 def auth_error_response(request: Request[Any, Any, Any], exc: AuthError) -> Response[Any]:
@@ -232,7 +233,7 @@ def auth_error_response(request: Request[Any, Any, Any], exc: AuthError) -> Resp
         headers["WWW-Authenticate"] = challenge
     elif status == 503:
         logger.warning("%s: %s", exc.reason, detail)
-        detail = _UNAVAILABLE_DETAIL
+        detail = UNAVAILABLE_DETAIL
     user = request.scope.get("user")
     record = record_of(request.scope)
     if status == 403 and record is not None and isinstance(user, Identity):

@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 
 import msgspec
 
+from adapters.serving_certificate import ServingCertificate, ServingCertificateError
 from adapters.static_jwks_file import MAX_JWKS_FILE_BYTES
 from domain.jwks import parse_jwks
 from domain.policy import SubjectPolicy
@@ -20,6 +21,7 @@ __all__ = [
     "Settings",
     "SettingsError",
     "check_service_files",
+    "check_tls_files",
     "load_settings",
 ]
 
@@ -54,9 +56,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     jwks_refresh_seconds: float = 300.0
     policy: SubjectPolicy = SubjectPolicy()
     be2_url: str = "http://be2"
+    be2_ca_file: str | None = None
     expose_token: bool = True
     log_level: LogLevel = "INFO"
     log_format: Literal["json", "text"] = "json"
+    tls_cert_file: str | None = None
+    tls_key_file: str | None = None
 
 
 def load_settings(environ: Mapping[str, str]) -> Settings:
@@ -76,7 +81,31 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
             "KSA_JWKS_FILE: a JWKS file verifies locally; it cannot be combined with "
             "KSA_VERIFIER=tokenreview (unset one of them)"
         )
+    _check_tls_pairs(settings)
     return settings
+
+
+def _check_tls_pairs(settings: Settings) -> None:
+    if (settings.tls_cert_file is None) != (settings.tls_key_file is None):
+        given, missing = (
+            ("KSA_TLS_CERT_FILE", "KSA_TLS_KEY_FILE")
+            if settings.tls_key_file is None
+            else ("KSA_TLS_KEY_FILE", "KSA_TLS_CERT_FILE")
+        )
+        raise SettingsError(
+            f"{missing}: not set, but {given} is; set both to serve TLS, or neither"
+        )
+    https = urlsplit(settings.be2_url).scheme.lower() == "https"
+    if https and settings.be2_ca_file is None:
+        raise SettingsError(
+            "KSA_BE2_CA_FILE: not set, but KSA_BE2_URL is https; name the CA that signs be2's "
+            "certificate (there is no way to skip verification)"
+        )
+    if not https and settings.be2_ca_file is not None:
+        raise SettingsError(
+            f"KSA_BE2_CA_FILE: set, but KSA_BE2_URL {settings.be2_url} is plain http; "
+            "use https:// or unset the CA"
+        )
 
 
 def check_service_files(settings: Settings, service: Literal["be", "be2"]) -> None:
@@ -91,6 +120,8 @@ def check_service_files(settings: Settings, service: Literal["be", "be2"]) -> No
         SettingsError: one line naming the variable and the file.
     """
     if service != "be2":
+        if settings.be2_ca_file is not None:
+            _require_readable("KSA_BE2_CA_FILE", settings.be2_ca_file, "be2's CA certificate")
         return
     if settings.jwks_file is not None:
         _require_readable("KSA_JWKS_FILE", settings.jwks_file, "the JWKS file")
@@ -98,6 +129,24 @@ def check_service_files(settings: Settings, service: Literal["be", "be2"]) -> No
         return
     _require_readable("KSA_CA_FILE", settings.ca_file, "the cluster CA certificate")
     _require_readable("KSA_TOKEN_FILE", settings.token_file, "be2's service account token")
+
+
+def check_tls_files(settings: Settings) -> ServingCertificate | None:
+    """The certificate and key to serve TLS with, loaded once to prove they work; None for HTTP.
+
+    Raises:
+        SettingsError: one line naming the variable and the file.
+    """
+    if settings.tls_cert_file is None or settings.tls_key_file is None:
+        return None
+    _require_readable("KSA_TLS_CERT_FILE", settings.tls_cert_file, "the TLS certificate")
+    _require_readable("KSA_TLS_KEY_FILE", settings.tls_key_file, "the TLS private key")
+    served = ServingCertificate(settings.tls_cert_file, settings.tls_key_file)
+    try:
+        served.context()
+    except ServingCertificateError as exc:
+        raise SettingsError(f"KSA_TLS_CERT_FILE, KSA_TLS_KEY_FILE: {exc}") from None
+    return served
 
 
 def _require_readable(name: str, path: str, what: str) -> None:
@@ -246,9 +295,12 @@ _VARIABLES: dict[str, tuple[str, Callable[[str], Any]]] = {
     "KSA_JWKS_REFRESH_SECONDS": ("jwks_refresh_seconds", _seconds(60, 86400)),
     "KSA_ALLOWED_SUBJECTS": ("policy", _policy),
     "KSA_BE2_URL": ("be2_url", _http_url),
+    "KSA_BE2_CA_FILE": ("be2_ca_file", _path),
     "KSA_EXPOSE_TOKEN": ("expose_token", _boolean),
     "KSA_LOG_LEVEL": ("log_level", _choice(*get_args(LogLevel))),
     "KSA_LOG_FORMAT": ("log_format", _choice("json", "text")),
+    "KSA_TLS_CERT_FILE": ("tls_cert_file", _path),
+    "KSA_TLS_KEY_FILE": ("tls_key_file", _path),
 }
 VARIABLES = tuple(_VARIABLES)
 """The name of every setting, in the order of the README's table."""

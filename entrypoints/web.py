@@ -12,13 +12,14 @@ from litestar import Litestar, Request, Response, get
 from litestar.handlers import HTTPRouteHandler
 from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import JsonRenderPlugin, SwaggerRenderPlugin
+from litestar.openapi.plugins import JsonRenderPlugin
 from litestar.plugins import PluginProtocol
 from litestar.types import ExceptionHandlersMap
 from prometheus_client import CollectorRegistry
 
 from entrypoints.access_log import RequestLog, record_of
 from entrypoints.container import Container, build_container, close_all
+from entrypoints.docs_page import assets_router, swagger_plugin
 from entrypoints.logs import configure_logging
 from entrypoints.metrics import CONTENT_TYPE, render
 from entrypoints.middleware import RETRY_AFTER_SECONDS
@@ -122,7 +123,7 @@ def assemble(
 ) -> Litestar:
     """A Litestar app with our exception handlers, OpenAPI at /schema and one log line a request."""
     app = Litestar(
-        route_handlers=list(route_handlers),
+        route_handlers=[*route_handlers, assets_router()],
         middleware=list(middleware),
         exception_handlers={**default_exception_handlers(), **(exception_handlers or {})},
         lifespan=list(lifespan),
@@ -132,7 +133,7 @@ def assemble(
             version="1.0.0",
             description=description,
             path="/schema",
-            render_plugins=[SwaggerRenderPlugin(path=["/", "/swagger"]), JsonRenderPlugin()],
+            render_plugins=[swagger_plugin(), JsonRenderPlugin()],
         ),
         # Our handlers log (scrubbed) what they catch; litestar's own exception logging would
         # print full tracebacks outside our formatter.

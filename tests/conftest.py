@@ -10,6 +10,12 @@ import pytest
 from tests.devcluster_harness import DevCluster, start_devcluster
 
 
+@pytest.fixture(scope="session")
+def anyio_backend() -> str:
+    """Async tests run on asyncio, as the services do; never on trio, which selenium brings in."""
+    return "asyncio"
+
+
 @pytest.fixture(scope="module")
 def devcluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevCluster]:
     """One `ksa-auth devcluster` process shared by a test module (do not break it)."""

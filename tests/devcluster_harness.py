@@ -74,6 +74,8 @@ class DevPod:
     token_file: Path
     ca_file: Path
     extra_tokens: dict[str, Path]
+    # The Secret volume of its serving certificate (cert_file, key_file, ca_file), if it has one.
+    tls: dict[str, Any] | None = None
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> DevPod:
@@ -88,6 +90,7 @@ class DevPod:
             token_file=Path(data["token_file"]),
             ca_file=Path(data["ca_file"]),
             extra_tokens={aud: Path(p) for aud, p in data.get("extra_tokens", {}).items()},
+            tls=data.get("tls"),
         )
 
     @property

@@ -11,6 +11,8 @@ from typing import Any
 import kubernetes_validate
 import yaml
 
+from tests.deploy import cert_manager
+
 ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "deploy" / "k8s"
 OVERLAYS = K8S / "overlays"
@@ -73,9 +75,15 @@ def schema_problems(
 
     Strict schemas reject properties the API does not define, so a misspelt field fails here
     instead of being silently dropped by the API server. An unknown kind or apiVersion (no
-    schema) is a problem too, not a warning.
+    schema) is a problem too, not a warning. cert-manager's kinds are checked against the strict
+    schemas of tests/deploy/cert_manager.py.
     """
     problems: list[str] = []
+    docs = list(docs)
+    for doc in docs:
+        if doc.get("apiVersion") == cert_manager.API_VERSION:
+            problems += cert_manager.cert_manager_problems_of(doc, identify(doc))
+    docs = [doc for doc in docs if doc.get("apiVersion") != cert_manager.API_VERSION]
     for version in versions:
         for doc in docs:
             try:

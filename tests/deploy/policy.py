@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
 from domain.policy import SubjectPolicy
@@ -292,6 +293,29 @@ def _workloads(docs: list[Document]) -> tuple[Document, Document, dict[str, Any]
     return be, be2, be_spec, be2_spec
 
 
+class Workloads(NamedTuple):
+    """be's and be2's Deployments and their containers."""
+
+    be: Document
+    be2: Document
+    be_spec: dict[str, Any]
+    be2_spec: dict[str, Any]
+
+
+def _on_workloads(check: Callable[[list[Document], Workloads], list[str]]) -> Check:
+    """A check of be's and be2's Deployments and containers; their absence is its one problem."""
+
+    @functools.wraps(check)
+    def run(docs: list[Document]) -> list[str]:
+        try:
+            found = Workloads(*_workloads(docs))
+        except LookupError as error:
+            return [str(error)]
+        return check(docs, found)
+
+    return run
+
+
 def _settings_or_problem(spec: Mapping[str, Any], where: str) -> tuple[Settings | None, list[str]]:
     settings = settings_of(spec)
     if isinstance(settings, str):
@@ -299,14 +323,14 @@ def _settings_or_problem(spec: Mapping[str, Any], where: str) -> tuple[Settings 
     return settings, []
 
 
-def docker_desktop_problems(docs: list[Document]) -> list[str]:
+@_on_workloads
+def docker_desktop_problems(docs: list[Document], workloads: Workloads) -> list[str]:
     """The seed's setup: default API-audience token, be2 accepts it, locally built image."""
-    try:
-        be, be2, be_spec, be2_spec = _workloads(docs)
-    except LookupError as error:
-        return [str(error)]
     problems: list[str] = []
-    for deployment, spec in ((be, be_spec), (be2, be2_spec)):
+    for deployment, spec in (
+        (workloads.be, workloads.be_spec),
+        (workloads.be2, workloads.be2_spec),
+    ):
         if namespace_of(deployment) != "default":
             problems.append(f"{identify(deployment)}: not in namespace default (the seed's)")
         if spec.get("imagePullPolicy") != "IfNotPresent":
@@ -314,16 +338,16 @@ def docker_desktop_problems(docs: list[Document]) -> list[str]:
                 f"{identify(deployment)}: imagePullPolicy is {spec.get('imagePullPolicy')!r}, "
                 "expected IfNotPresent (the image is built locally, not pulled)"
             )
-    be_settings, found = _settings_or_problem(be_spec, "Deployment/be")
+    be_settings, found = _settings_or_problem(workloads.be_spec, "Deployment/be")
     problems += found
-    if not automounts_api_token(docs, be):
+    if not automounts_api_token(docs, workloads.be):
         problems.append("Deployment/be: the default API-audience token is not mounted")
     if be_settings is not None:
         if be_settings.token_file != Settings().token_file:
             problems.append(f"Deployment/be: KSA_TOKEN_FILE is {be_settings.token_file}")
         if not be_settings.expose_token:
             problems.append("Deployment/be: /get-jwt is off (the seed's flow needs it)")
-    be2_settings, found = _settings_or_problem(be2_spec, "Deployment/be2")
+    be2_settings, found = _settings_or_problem(workloads.be2_spec, "Deployment/be2")
     problems += found
     if be2_settings is not None:
         if be2_settings.audiences != (API_AUDIENCE,):
@@ -333,32 +357,33 @@ def docker_desktop_problems(docs: list[Document]) -> list[str]:
             )
         if API_AUDIENCE not in be2_settings.issuers:
             problems.append(f"Deployment/be2: KSA_ISSUER {be2_settings.issuers} lacks the issuer")
-        if not be2_settings.policy.allows(subject_of(be)):
-            problems.append(f"Deployment/be2: KSA_ALLOWED_SUBJECTS does not allow {subject_of(be)}")
+        if not be2_settings.policy.allows(subject_of(workloads.be)):
+            problems.append(
+                f"Deployment/be2: KSA_ALLOWED_SUBJECTS does not allow {subject_of(workloads.be)}"
+            )
     return problems
 
 
-def hardened_problems(docs: list[Document]) -> list[str]:
+@_on_workloads
+def hardened_problems(docs: list[Document], workloads: Workloads) -> list[str]:
     """be: audience-`be2` projected token only; be2: that audience and be's subject only."""
-    try:
-        be, be2, be_spec, be2_spec = _workloads(docs)
-    except LookupError as error:
-        return [str(error)]
     problems: list[str] = []
-    if pod_spec(be).get("automountServiceAccountToken") is not False:
+    if pod_spec(workloads.be).get("automountServiceAccountToken") is not False:
         problems.append("Deployment/be: automountServiceAccountToken is not false")
-    if not automounts_api_token(docs, be2):
+    if not automounts_api_token(docs, workloads.be2):
         problems.append(
             "Deployment/be2: its API token is not mounted, but be2 needs it to read "
             "discovery/JWKS (default RBAC) or to call TokenReview"
         )
-    be_settings, found = _settings_or_problem(be_spec, "Deployment/be")
+    be_settings, found = _settings_or_problem(workloads.be_spec, "Deployment/be")
     problems += found
     if be_settings is not None:
-        problems += _projected_token_problems(be, be_spec, be_settings.token_file)
+        problems += _projected_token_problems(
+            workloads.be, workloads.be_spec, be_settings.token_file
+        )
         if be_settings.expose_token:
             problems.append("Deployment/be: KSA_EXPOSE_TOKEN is not false")
-    be2_settings, found = _settings_or_problem(be2_spec, "Deployment/be2")
+    be2_settings, found = _settings_or_problem(workloads.be2_spec, "Deployment/be2")
     problems += found
     if be2_settings is not None:
         if be2_settings.audiences != (HARDENED_AUDIENCE,):
@@ -366,12 +391,13 @@ def hardened_problems(docs: list[Document]) -> list[str]:
                 f"Deployment/be2: KSA_AUDIENCES is {be2_settings.audiences}, "
                 f"expected ({HARDENED_AUDIENCE!r},) only"
             )
-        expected = SubjectPolicy(frozenset({subject_of(be)}))
+        expected = SubjectPolicy(frozenset({subject_of(workloads.be)}))
         if be2_settings.policy != expected:
             policy = be2_settings.policy
             problems.append(
                 f"Deployment/be2: KSA_ALLOWED_SUBJECTS allows {sorted(policy.subjects)} and "
-                f"namespaces {sorted(policy.namespaces)}, expected exactly {subject_of(be)}"
+                f"namespaces {sorted(policy.namespaces)}, "
+                f"expected exactly {subject_of(workloads.be)}"
             )
     problems += network_policy_problems(docs)
     return problems
@@ -574,3 +600,150 @@ def tokenreview_problems(docs: list[Document]) -> list[str]:
 def all_problems(docs: list[Document], checks: Iterable[Check]) -> list[str]:
     """Every problem the given checks find."""
     return [problem for check in checks for problem in check(docs)]
+
+
+# --- transport: be -> be2 over TLS -----------------------------------------------------------
+
+
+def _mounted_key(
+    deployment: Document, spec: Mapping[str, Any], path: str
+) -> tuple[dict[str, Any], str] | str:
+    """The volume a file path is mounted from and the Secret/ConfigMap key behind it."""
+    for mount in spec.get("volumeMounts") or []:
+        prefix = str(mount["mountPath"]).rstrip("/") + "/"
+        if not path.startswith(prefix):
+            continue
+        if mount.get("readOnly") is not True:
+            return f"{path} is on volume {mount['name']}, not mounted readOnly"
+        relative = path[len(prefix) :]
+        volume: dict[str, Any] = next(
+            (v for v in pod_spec(deployment).get("volumes") or [] if v["name"] == mount["name"]),
+            {},
+        )
+        source = volume.get("secret") or volume.get("configMap") or {}
+        items = source.get("items")
+        if items is None:
+            return volume, relative
+        key = next((item["key"] for item in items if item.get("path") == relative), None)
+        if key is None:
+            return f"{path}: volume {mount['name']} projects no key to {relative}"
+        return volume, key
+    return f"{path} is on no mounted volume"
+
+
+def _be2_serving_problems(be2: Document, spec: Mapping[str, Any], settings: Settings) -> list[str]:
+    where = "Deployment/be2"
+    if settings.tls_cert_file is None or settings.tls_key_file is None:
+        return [f"{where}: KSA_TLS_CERT_FILE/KSA_TLS_KEY_FILE unset: be2 would serve plain HTTP"]
+    problems: list[str] = []
+    secrets = set()
+    for variable, path, expected in (
+        ("KSA_TLS_CERT_FILE", settings.tls_cert_file, "tls.crt"),
+        ("KSA_TLS_KEY_FILE", settings.tls_key_file, "tls.key"),
+    ):
+        found = _mounted_key(be2, spec, path)
+        if isinstance(found, str):
+            problems.append(f"{where}: {variable} {found}")
+            continue
+        volume, key = found
+        secret = (volume.get("secret") or {}).get("secretName")
+        if secret is None or key != expected:
+            problems.append(f"{where}: {variable} is not key {expected} of a Secret volume")
+        secrets.add(secret)
+    if len(secrets) > 1:
+        problems.append(f"{where}: certificate and key come from different Secrets {secrets}")
+    for probe in ("readinessProbe", "livenessProbe"):
+        if ((spec.get(probe) or {}).get("httpGet") or {}).get("scheme") != "HTTPS":
+            problems.append(f"{where}: {probe} is not scheme HTTPS (the port speaks only TLS)")
+    return problems
+
+
+def _be_verifies_problems(be: Document, spec: Mapping[str, Any], settings: Settings) -> list[str]:
+    where = "Deployment/be"
+    if urlsplit(settings.be2_url).scheme != "https":
+        return [f"{where}: KSA_BE2_URL {settings.be2_url} is not https: the token goes in clear"]
+    if settings.be2_ca_file is None:
+        return [f"{where}: KSA_BE2_CA_FILE is not set"]
+    found = _mounted_key(be, spec, settings.be2_ca_file)
+    if isinstance(found, str):
+        return [f"{where}: KSA_BE2_CA_FILE {found}"]
+    volume, key = found
+    secret = volume.get("secret")
+    if key != "ca.crt":
+        return [f"{where}: KSA_BE2_CA_FILE is key {key!r}, expected ca.crt"]
+    if secret is not None and [item.get("key") for item in secret.get("items") or []] != ["ca.crt"]:
+        return [f"{where}: Secret {secret.get('secretName')} is mounted with more than ca.crt"]
+    return []
+
+
+@_on_workloads
+def tls_problems(docs: list[Document], workloads: Workloads) -> list[str]:
+    """be2 serves TLS from a mounted Secret on an https port; be sends to https only, verifying
+    against a mounted CA (never be2's key)."""
+    be_settings, problems = _settings_or_problem(workloads.be_spec, "Deployment/be")
+    be2_settings, found = _settings_or_problem(workloads.be2_spec, "Deployment/be2")
+    problems += found
+    if be2_settings is not None:
+        problems += _be2_serving_problems(workloads.be2, workloads.be2_spec, be2_settings)
+    if be_settings is not None:
+        problems += _be_verifies_problems(workloads.be, workloads.be_spec, be_settings)
+    service = one(docs, "Service", "be2")
+    if service is not None:
+        ports = [(p.get("name"), p.get("port")) for p in service["spec"].get("ports") or []]
+        if ports != [("https", 443)]:
+            problems.append(f"Service/be2: ports {ports}, expected [('https', 443)]")
+    return problems
+
+
+@_on_workloads
+def plain_http_problems(docs: list[Document], workloads: Workloads) -> list[str]:
+    """The seed's port-forward flow: be2 plain HTTP, be calls it over http."""
+    problems: list[str] = []
+    be2_env = literal_env(workloads.be2_spec)
+    for variable in ("KSA_TLS_CERT_FILE", "KSA_TLS_KEY_FILE"):
+        if variable in be2_env:
+            problems.append(f"Deployment/be2: {variable} set; this overlay serves plain HTTP")
+    url = literal_env(workloads.be_spec).get("KSA_BE2_URL", Settings().be2_url)
+    if not url.startswith("http://"):
+        problems.append(f"Deployment/be: KSA_BE2_URL {url} is not the plain-HTTP Service")
+    return problems
+
+
+@_on_workloads
+def cert_manager_certificate_problems(docs: list[Document], workloads: Workloads) -> list[str]:
+    """A cert-manager Certificate issues the Secret be2 serves, for the names be uses, renewed
+    with a new key, by an issuer in the manifests; be's CA is that Secret's ca.crt only."""
+    be2_settings = settings_of(workloads.be2_spec)
+    if isinstance(be2_settings, str) or be2_settings.tls_cert_file is None:
+        return []  # reported by tls_problems
+    found = _mounted_key(workloads.be2, workloads.be2_spec, be2_settings.tls_cert_file)
+    if isinstance(found, str):
+        return []
+    secret = (found[0].get("secret") or {}).get("secretName")
+    namespace = namespace_of(workloads.be2)
+    certificates = [
+        c for c in find(docs, "Certificate") if (c.get("spec") or {}).get("secretName") == secret
+    ]
+    if len(certificates) != 1:
+        return [f"no single Certificate issues Secret {secret} ({len(certificates)} found)"]
+    spec = certificates[0]["spec"]
+    where = identify(certificates[0])
+    problems = []
+    wanted = {"be2", f"be2.{namespace}.svc"}
+    if not wanted <= set(spec.get("dnsNames") or []):
+        problems.append(f"{where}: dnsNames {spec.get('dnsNames')} lack {sorted(wanted)}")
+    if spec.get("isCA"):
+        problems.append(f"{where}: isCA is true for a serving certificate")
+    if (spec.get("privateKey") or {}).get("rotationPolicy") != "Always":
+        problems.append(f"{where}: privateKey.rotationPolicy is not Always (the key never changes)")
+    issuer = spec.get("issuerRef") or {}
+    if issuer.get("kind", "Issuer") == "Issuer" and not [
+        i for i in find(docs, "Issuer", issuer.get("name")) if namespace_of(i) == namespace
+    ]:
+        problems.append(f"{where}: issuerRef {issuer.get('name')} is no Issuer of {namespace}")
+    be_settings = settings_of(workloads.be_spec)
+    if not isinstance(be_settings, str) and be_settings.be2_ca_file is not None:
+        ca = _mounted_key(workloads.be, workloads.be_spec, be_settings.be2_ca_file)
+        if not isinstance(ca, str) and (ca[0].get("secret") or {}).get("secretName") != secret:
+            problems.append(f"Deployment/be: KSA_BE2_CA_FILE is not ca.crt of Secret {secret}")
+    return problems

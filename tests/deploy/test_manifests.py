@@ -22,18 +22,38 @@ from tests.deploy.policy import (
     Check,
     all_problems,
     baseline_problems,
+    cert_manager_certificate_problems,
     docker_desktop_problems,
     hardened_problems,
     jwks_problems,
+    plain_http_problems,
+    tls_problems,
     tokenreview_problems,
 )
 
 # Each overlay and what it must satisfy. A new overlay fails test_every_overlay_is_checked
 # until it is listed here with its checks.
 CHECKS: dict[str, tuple[Check, ...]] = {
-    "docker-desktop": (baseline_problems, docker_desktop_problems, jwks_problems),
-    "hardened": (baseline_problems, hardened_problems, jwks_problems),
-    "hardened-tokenreview": (baseline_problems, hardened_problems, tokenreview_problems),
+    "docker-desktop": (
+        baseline_problems,
+        docker_desktop_problems,
+        jwks_problems,
+        plain_http_problems,
+    ),
+    "hardened": (baseline_problems, hardened_problems, jwks_problems, tls_problems),
+    "hardened-cert-manager": (
+        baseline_problems,
+        hardened_problems,
+        jwks_problems,
+        tls_problems,
+        cert_manager_certificate_problems,
+    ),
+    "hardened-tokenreview": (
+        baseline_problems,
+        hardened_problems,
+        tokenreview_problems,
+        tls_problems,
+    ),
 }
 OVERLAY_NAMES = sorted(CHECKS)
 
@@ -127,7 +147,7 @@ def test_docker_desktop_is_the_seed_setup(rendered: dict[str, list[Document]]) -
         assert container["image"] == "ksa-auth:0.1.0"
 
 
-@pytest.mark.parametrize("overlay", ["hardened", "hardened-tokenreview"])
+@pytest.mark.parametrize("overlay", ["hardened", "hardened-cert-manager", "hardened-tokenreview"])
 def test_hardened_be_presents_a_be2_audience_token_only(
     rendered: dict[str, list[Document]], overlay: str
 ) -> None:
@@ -148,7 +168,7 @@ def test_hardened_be_presents_a_be2_audience_token_only(
     assert env(docs, "be")["KSA_EXPOSE_TOKEN"] == "false"
 
 
-@pytest.mark.parametrize("overlay", ["hardened", "hardened-tokenreview"])
+@pytest.mark.parametrize("overlay", ["hardened", "hardened-cert-manager", "hardened-tokenreview"])
 def test_hardened_be2_accepts_be2_audience_and_be_only(
     rendered: dict[str, list[Document]], overlay: str
 ) -> None:
@@ -160,7 +180,7 @@ def test_hardened_be2_accepts_be2_audience_and_be_only(
     assert pod(docs, "be2").get("automountServiceAccountToken", True) is True
 
 
-@pytest.mark.parametrize("overlay", ["hardened", "hardened-tokenreview"])
+@pytest.mark.parametrize("overlay", ["hardened", "hardened-cert-manager", "hardened-tokenreview"])
 def test_hardened_network_policy_admits_be_and_the_labelled_scraper_only(
     rendered: dict[str, list[Document]], overlay: str
 ) -> None:
@@ -175,7 +195,7 @@ def test_hardened_network_policy_admits_be_and_the_labelled_scraper_only(
     scraper = {"matchLabels": {SCRAPER_LABEL: "true"}}
     assert scraper_rule["from"] == [{"namespaceSelector": scraper, "podSelector": scraper}]
     for rule in (be_rule, scraper_rule):
-        assert rule["ports"] == [{"protocol": "TCP", "port": "http"}]
+        assert rule["ports"] == [{"protocol": "TCP", "port": "https"}]
 
 
 def test_tokenreview_variant_lets_be2_create_tokenreviews_and_nothing_else(

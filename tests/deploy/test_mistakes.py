@@ -307,6 +307,82 @@ CASES: list[tuple[str, str, Mutation, str]] = [
         lambda d: set_env(d, "be", "KSA_BE2_URL", "http://be3"),
         "KSA_BE2_URL http://be3",
     ),
+    # transport: TLS between be and be2 in the hardened overlays, plain HTTP in docker-desktop
+    (
+        "hardened",
+        "be2-plain-http",
+        lambda d: [drop_env(d, "be2", v) for v in ("KSA_TLS_CERT_FILE", "KSA_TLS_KEY_FILE")],
+        "be2 would serve plain HTTP",
+    ),
+    (
+        "hardened",
+        "be-calls-http",
+        lambda d: (
+            drop_env(d, "be", "KSA_BE2_CA_FILE"),
+            set_env(d, "be", "KSA_BE2_URL", "http://be2.ksa-auth.svc:443"),
+        ),
+        "is not https: the token goes in clear",
+    ),
+    (
+        "hardened",
+        "probe-http",
+        _set([*CONTAINER, "readinessProbe", "httpGet", "scheme"], "HTTP", name="be2"),
+        "readinessProbe is not scheme HTTPS",
+    ),
+    (
+        "hardened",
+        "key-mount-writable",
+        _set([*CONTAINER, "volumeMounts", 0, "readOnly"], False, name="be2"),
+        "not mounted readOnly",
+    ),
+    (
+        "hardened",
+        "service-port-80",
+        _set(["spec", "ports", 0, "port"], 80, kind="Service", name="be2"),
+        "Service/be2: ports",
+    ),
+    (
+        "hardened-cert-manager",
+        "be-sees-be2-key",
+        _delete([*POD, "volumes", 0, "secret", "items"]),
+        "mounted with more than ca.crt",
+    ),
+    (
+        "hardened-cert-manager",
+        "certificate-names",
+        _set(["spec", "dnsNames"], ["be2"], kind="Certificate", name="be2"),
+        "lack",
+    ),
+    (
+        "hardened-cert-manager",
+        "certificate-typo",
+        lambda d: rename_key(
+            next(x for x in d if x["kind"] == "Certificate" and x["metadata"]["name"] == "be2")[
+                "spec"
+            ],
+            "dnsNames",
+            "dnsName",
+        ),
+        "'dnsName' was unexpected",
+    ),
+    (
+        "hardened-cert-manager",
+        "certificate-issuer",
+        _set(["spec", "issuerRef", "name"], "nope", kind="Certificate", name="be2"),
+        "is no Issuer",
+    ),
+    (
+        "hardened-cert-manager",
+        "certificate-key-kept",
+        _set(["spec", "privateKey", "rotationPolicy"], "Never", kind="Certificate", name="be2"),
+        "rotationPolicy is not Always",
+    ),
+    (
+        "docker-desktop",
+        "tls-on",
+        lambda d: set_env(d, "be2", "KSA_TLS_CERT_FILE", "/tls/tls.crt"),
+        "this overlay serves plain HTTP",
+    ),
     # docker-desktop
     (
         "docker-desktop",

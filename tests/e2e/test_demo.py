@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -48,7 +49,14 @@ def test_demo_passes_every_step_and_leaves_nothing_running(tmp_path: Path) -> No
     failed = [m[0] for m in lines if m[3] != "PASS"]
     assert not failed, result.stdout
     assert result.returncode == 0, result.stdout + result.stderr
-    assert f"{TOTAL_STEPS} of {TOTAL_STEPS} steps passed (all passed)" in result.stdout
+    summary = re.search(
+        rf"^{TOTAL_STEPS} of {TOTAL_STEPS} steps passed \(\d+\.\d s\)$", result.stdout, re.M
+    )
+    assert summary, result.stdout
+    # Each step once, then the summary, every line within 80 columns.
+    steps = result.stdout[result.stdout.index(lines[0][0]) : summary.end()].splitlines()
+    assert all(len(line) <= 80 for line in steps), steps
+    assert len(step_lines(result.stdout)) == TOTAL_STEPS
     # No token on the screen, nor in the children's logs.
     tokens = tokens_under(state)
     assert tokens
@@ -56,7 +64,12 @@ def test_demo_passes_every_step_and_leaves_nothing_running(tmp_path: Path) -> No
     for token in tokens:
         assert token not in result.stdout
         assert token.split(".")[2] not in logs
-    pids = json.loads((state / "stack.json").read_text())["pids"]
+    described = json.loads((state / "stack.json").read_text())
+    # be calls be2 over TLS by default, with the certificate the devcluster issued.
+    assert "be2 (TLS)" in steps[1], steps[:2]
+    assert described["be2_url"].startswith("https://127.0.0.1:")
+    assert "TLS handshake failed" not in logs
+    pids = described["pids"]
     assert set(pids) == {"devcluster", "be", "be2"}
     assert not [name for name, pid in pids.items() if running(pid)]
 
@@ -86,12 +99,30 @@ def test_up_serves_then_sigint_stops_every_child(tmp_path: Path) -> None:
         text = output.read_text()
         assert all(m[3] == "PASS" for m in step_lines(text)), text
         assert "curl -s --cacert " in text
+        if shutil.which("curl"):
+            # The printed command for be2 works as printed: TLS verified against the CA it names.
+            [line] = [c for c in text.splitlines() if c.strip().startswith("curl -si --cacert")]
+            shown = subprocess.run(
+                ["bash", "-c", line.strip()],
+                capture_output=True,
+                text=True,
+                timeout=30,
+                check=False,
+            )
+            assert shown.returncode == 0, shown.stderr
+            assert shown.stdout.split(None, 2)[1] == "401", shown.stdout
+            assert "missing_token" in shown.stdout
         up.send_signal(signal.SIGINT)
         code = up.wait(timeout=60)
     finally:
         if up.poll() is None:
-            up.kill()
-            up.wait()
+            # A failed assertion above: still let `up` stop its children, then make sure.
+            up.send_signal(signal.SIGTERM)
+            try:
+                up.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                up.kill()
+                up.wait()
     assert code == 0, output.read_text()
     assert not [name for name, pid in pids.items() if running(pid)]
     assert not state_dir.exists()  # the temporary state dir is removed at exit

@@ -74,6 +74,8 @@ def run_newman(stack: Stack, report: Path, *extra: str) -> tuple[int, str, dict[
             f"be_url={stack.be_url}",
             "--env-var",
             f"be2_url={stack.be2_url}",
+            # be2 serves TLS: newman verifies it against the devcluster's CA, as curl does.
+            *(("--ssl-extra-ca-certs", stack.be2_ca_file) if stack.be2_ca_file else ()),
             *extra,
             "--reporters",
             "cli,json",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import secrets
+import ssl
 import subprocess
 import time
 import tomllib
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import httpx
 
+from adapters.kube_http import pinned_context
 from tests.reliability.services import free_port
 
 __all__ = [
@@ -97,21 +99,28 @@ def run_container(*args: str, entrypoint: str | None = None) -> subprocess.Compl
 
 @dataclass(frozen=True)
 class Container:
-    """A detached container serving on 127.0.0.1:port (host network)."""
+    """A detached container serving on 127.0.0.1:port (host network); over https, trusted
+    through `ca_file` only, when it serves TLS."""
 
     name: str
     port: int
+    ca_file: Path | None = None
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        scheme = "http" if self.ca_file is None else "https"
+        return f"{scheme}://127.0.0.1:{self.port}"
+
+    @property
+    def verify(self) -> ssl.SSLContext | bool:
+        return True if self.ca_file is None else pinned_context(self.ca_file)
 
     def logs(self) -> str:
         result = podman("logs", self.name, check=False)
         return result.stdout + result.stderr
 
     def client(self) -> httpx.Client:
-        return httpx.Client(base_url=self.url, timeout=10.0)
+        return httpx.Client(base_url=self.url, timeout=10.0, verify=self.verify)
 
 
 def _wait_ready(container: Container) -> None:
@@ -121,7 +130,8 @@ def _wait_ready(container: Container) -> None:
         if state.stdout.strip() not in ("running", "created", "configured"):
             raise AssertionError(f"{container.name} stopped:\n{container.logs()[-3000:]}")
         with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(f"{container.url}/readyz", timeout=1.0).status_code == 200:
+            ready = httpx.get(f"{container.url}/readyz", timeout=1.0, verify=container.verify)
+            if ready.status_code == 200:
                 return
         if time.monotonic() >= deadline:
             raise AssertionError(f"{container.name} not ready in time:\n{container.logs()[-3000:]}")
@@ -135,13 +145,15 @@ def serve_container(
     mounts: Sequence[str] = (),
     *,
     port: int | None = None,
+    ca_file: Path | None = None,
 ) -> Iterator[Container]:
     """`ksa-auth serve <service>` in a locked-down container until the block ends, then removed.
 
     `mounts` are podman `--volume` values; /tmp is a small tmpfs, as the manifests' emptyDir.
-    Waits (bounded) until /readyz answers 200.
+    Waits (bounded) until /readyz answers 200 (over https trusting `ca_file`, when given).
     """
-    container = Container(f"ksa-auth-test-{service}-{secrets.token_hex(4)}", port or free_port())
+    name = f"ksa-auth-test-{service}-{secrets.token_hex(4)}"
+    container = Container(name, port or free_port(), ca_file)
     options = [*LOCKED_DOWN, "--tmpfs", "/tmp:size=16m", "--name", container.name]
     options += [f"--volume={mount}" for mount in mounts]
     options += [f"--env={name}={value}" for name, value in env.items()]

@@ -108,6 +108,13 @@ def test_serve_be2_on_a_mounted_jwks_file(image: str, tmp_path: Path) -> None:
         refused = client.get("/validate-auth", headers={"Authorization": f"Bearer {tampered}"})
         assert refused.status_code == 401, refused.text
         assert refused.json()["reason"] == "bad_signature"
+        # The docs page's assets come from the image itself, not from a CDN.
+        page = client.get("/schema/swagger")
+        assert page.status_code == 200
+        assert 'src="/schema/swagger-ui/swagger-ui-bundle.js"' in page.text
+        bundle = client.get("/schema/swagger-ui/swagger-ui-bundle.js")
+        assert bundle.status_code == 200
+        assert bundle.content == (ROOT / "entrypoints/swagger_ui/swagger-ui-bundle.js").read_bytes()
         logs = be2.logs()
     assert token not in logs and signature not in logs
 
@@ -133,6 +140,17 @@ def test_runtime_closure_passes_pip_check(image: str) -> None:
     )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
     assert "No broken requirements found" in result.stdout
+
+
+def test_no_node(image_root: Path) -> None:
+    # Swagger UI's assets are package data: nothing in the image runs JavaScript.
+    found = [
+        str(path.relative_to(image_root))
+        for folder in ("usr/bin", "usr/local/bin", "opt/ksa-auth/bin")
+        for name in ("node", "nodejs", "npm", "npx")
+        if (path := image_root / folder / name).exists()
+    ]
+    assert not found
 
 
 COMPILERS = ("gcc", "cc", "c++", "g++", "clang", "tcc", "cpp", "as", "ld", "make")

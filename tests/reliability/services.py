@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -14,6 +16,7 @@ from pathlib import Path
 
 import httpx
 
+from adapters.kube_http import pinned_context
 from tests.devcluster_harness import DevCluster, DevPod
 
 __all__ = [
@@ -44,16 +47,19 @@ class Service:
     process: subprocess.Popen[bytes]
     log_paths: tuple[Path, Path]
     env: dict[str, str] = field(repr=False)
+    # What a client trusts: be2's CA when it serves TLS (KSA_TLS_CERT_FILE in its env).
+    verify: ssl.SSLContext | bool = field(default=True, repr=False)
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        scheme = "https" if self.env.get("KSA_TLS_CERT_FILE") else "http"
+        return f"{scheme}://127.0.0.1:{self.port}"
 
     def logs(self) -> str:
         return "".join(p.read_text(errors="replace") for p in self.log_paths if p.exists())
 
     def client(self, timeout: float = 10.0) -> httpx.Client:
-        return httpx.Client(base_url=self.url, timeout=timeout)
+        return httpx.Client(base_url=self.url, timeout=timeout, verify=self.verify)
 
 
 def be2_environment(cluster: DevCluster, **overrides: str) -> dict[str, str]:
@@ -88,9 +94,9 @@ def be_environment(cluster: DevCluster, be2_url: str, **overrides: str) -> dict[
     return env
 
 
-def _probe(url: str) -> int | None:
+def _probe(url: str, verify: ssl.SSLContext | bool) -> int | None:
     try:
-        return httpx.get(url, timeout=1.0).status_code
+        return httpx.get(url, timeout=1.0, verify=verify).status_code
     except httpx.HTTPError:
         return None
 
@@ -104,11 +110,16 @@ def start_service(
     wait_ready: bool = True,
     name: str | None = None,
     preexec_fn: Callable[[], None] | None = None,
+    ca_file: Path | None = None,
+    server: str | None = None,
 ) -> Iterator[Service]:
     """`ksa-auth serve <kind>` on a free port until the block ends; stopped and reaped after.
 
     Waits for /healthz (and /readyz when `wait_ready`) with a bound; fails with the log tail.
+    With KSA_TLS_* in `env` it is reached over https, trusting `ca_file` only.
     """
+    verify: ssl.SSLContext | bool = True if ca_file is None else pinned_context(ca_file)
+    chosen = ("--server", server) if server else ()
     label = name or kind
     log_dir.mkdir(parents=True, exist_ok=True)
     stdout_path, stderr_path = log_dir / f"{label}.stdout", log_dir / f"{label}.stderr"
@@ -121,14 +132,16 @@ def start_service(
         port = free_port()
         with stdout_path.open("ab") as stdout, stderr_path.open("ab") as stderr:
             process = subprocess.Popen(
-                [*_SERVE, kind, "--host", "127.0.0.1", "--port", str(port)],
+                [*_SERVE, kind, "--host", "127.0.0.1", "--port", str(port), *chosen],
                 env=full_env,
                 stdout=stdout,
                 stderr=stderr,
                 stdin=subprocess.DEVNULL,
                 preexec_fn=preexec_fn,
+                # Its own group: a server's workers are killed with it if it must be killed.
+                start_new_session=True,
             )
-        service = Service(label, port, process, (stdout_path, stderr_path), dict(env))
+        service = Service(label, port, process, (stdout_path, stderr_path), dict(env), verify)
         try:
             _wait(service, "/healthz", {200})
             if wait_ready:
@@ -161,7 +174,7 @@ def _wait(service: Service, path: str, statuses: set[int]) -> None:
             if "address already in use" in tail.lower():
                 raise _PortTaken
             raise RuntimeError(f"{service.name} exited with {code}:\n{tail}")
-        if _probe(service.url + path) in statuses:
+        if _probe(service.url + path, service.verify) in statuses:
             return
         if time.monotonic() >= deadline:
             tail = service.logs()[-3000:]
@@ -175,5 +188,6 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
         try:
             process.wait(timeout=STOP_TIMEOUT_SECONDS)
         except subprocess.TimeoutExpired:
-            process.kill()
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
             process.wait()

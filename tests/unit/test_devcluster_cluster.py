@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import base64
+import datetime
+import ipaddress
 import json
 import os
 from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography import x509
+from cryptography.x509.verification import PolicyBuilder, Store
 
 from devcluster.admin import set_faults
 from devcluster.cluster import Cluster
@@ -298,3 +302,59 @@ def test_faults_are_validated(cluster: Cluster) -> None:
     with pytest.raises(ApiError):
         set_faults(cluster, {"delay_seconds": -1})
     assert set_faults(cluster, {"keys": "slow", "delay_seconds": 0.5})["keys"] == "slow"
+
+
+def test_be2_gets_a_serving_certificate_from_the_cluster_ca_for_its_service_names(
+    cluster: Cluster, clock: FakeClock
+) -> None:
+    be2 = _pod(cluster, "be2")
+    files = cluster.serving[(be2.namespace, be2.name)]
+    assert files.cert_file.parent.name == "be2-tls"
+    assert sorted(
+        p.name for p in files.cert_file.parent.iterdir() if not p.name.startswith("..")
+    ) == [
+        "ca.crt",
+        "tls.crt",
+        "tls.key",
+    ]
+    assert files.ca_file.read_bytes() == cluster.tls.ca_pem
+    ca = x509.load_pem_x509_certificate(cluster.tls.ca_pem)
+    leaf = x509.load_pem_x509_certificate(files.cert_file.read_bytes())
+    when = datetime.datetime.fromtimestamp(clock(), datetime.UTC)
+    for name in ("be2", "be2.default.svc"):
+        verifier = (
+            PolicyBuilder().store(Store([ca])).time(when).build_server_verifier(x509.DNSName(name))
+        )
+        verifier.verify(leaf, [])
+    ip_verifier = (
+        PolicyBuilder()
+        .store(Store([ca]))
+        .time(when)
+        .build_server_verifier(x509.IPAddress(ipaddress.ip_address("127.0.0.1")))
+    )
+    ip_verifier.verify(leaf, [])
+    wrong = (
+        PolicyBuilder()
+        .store(Store([ca]))
+        .time(when)
+        .build_server_verifier(x509.DNSName("be.default.svc"))
+    )
+    with pytest.raises(x509.verification.VerificationError):
+        wrong.verify(leaf, [])
+    # be's pod has no serving certificate; cluster.json says where be2's is.
+    assert [p["name"] for p in cluster.cluster_json()["pods"] if p["tls"]] == [be2.name]
+    assert cluster.pod_json(be2)["tls"]["cert_file"] == str(files.cert_file)
+
+
+def test_renewing_swaps_the_secret_volume_to_a_new_key_and_serial(cluster: Cluster) -> None:
+    be2 = _pod(cluster, "be2")
+    files = cluster.serving[(be2.namespace, be2.name)]
+    old_target = files.cert_file.resolve()
+    old = x509.load_pem_x509_certificate(files.cert_file.read_bytes())
+    old_key = files.key_file.read_bytes()
+    assert cluster.renew_serving_certificates() == 1
+    new = x509.load_pem_x509_certificate(files.cert_file.read_bytes())
+    assert new.serial_number != old.serial_number
+    assert files.key_file.read_bytes() != old_key
+    assert not old_target.exists()  # the previous ..data target is gone, as the kubelet does
+    assert files.cert_file.is_symlink() and os.readlink(files.cert_file) == "..data/tls.crt"

@@ -18,8 +18,8 @@ from devcluster.flow import (
     SeedFlow,
     StepFailed,
     StepResult,
-    render_line,
-    render_table,
+    render_step,
+    render_summary,
     run_steps,
     tamper_signature,
     unverified,
@@ -223,7 +223,7 @@ def test_no_line_or_figure_contains_a_token(tmp_path: Path) -> None:
     targets = _targets(cluster, other)
     with httpx.Client(transport=httpx.MockTransport(cluster.handle)) as client:
         results = run_steps(SeedFlow(targets, client).steps(), out, first_number=2)
-    text = out.getvalue() + render_table(results)
+    text = out.getvalue() + render_summary(results, len(results), 1.0)
     for token in cluster.issued:
         for part in token.split("."):
             assert part not in text
@@ -254,7 +254,8 @@ def test_run_steps_reports_an_unexpected_exception_as_a_failure() -> None:
     assert results[0].figure == "ConnectError: connection refused"
     lines = out.getvalue().splitlines()
     assert lines[0].startswith("[3/4] FAIL  boom")
-    assert lines[1].startswith("[4/4] PASS  fine")
+    assert lines[1].strip() == "ConnectError: connection refused"
+    assert lines[2].startswith("[4/4] PASS  fine")
 
 
 def test_step_failed_message_is_the_figure() -> None:
@@ -265,20 +266,33 @@ def test_step_failed_message_is_the_figure() -> None:
     assert result.figure == "401 (bad_audience), expected 200"
 
 
-def test_render_line_pads_numbers_to_the_total() -> None:
-    line = render_line(StepResult(3, "title", True, "figure", 12.4), total=11)
-    assert line.startswith("[ 3/11] PASS  title")
-    assert line.endswith("figure  (12 ms)")
+def test_a_step_is_its_status_line_then_its_figure_indented_below() -> None:
+    block = render_step(StepResult(3, "title", True, "figure", 12.4), total=11).splitlines()
+    assert block[0].startswith("[ 3/11] PASS  title ")
+    assert block[0].endswith("  12 ms")
+    assert block[1] == " " * len("[ 3/11] ") + "figure"
 
 
-def test_table_lists_every_step_and_counts_failures() -> None:
+def test_every_line_of_a_step_fits_80_columns_and_keeps_every_word() -> None:
+    figure = "401 (bad_audience), expected 200: " + " ".join(f"word{i}" for i in range(40))
+    long_path = "/tmp/" + "x" * 120 + "/logs"
+    for text in (figure, long_path):
+        result = StepResult(10, "a title much longer than the column for it " * 2, False, text, 1e6)
+        block = render_step(result, total=11).splitlines()
+        assert all(len(line) <= 80 for line in block), block
+        assert block[0].startswith("[10/11] FAIL  a title") and block[0].endswith("1000000 ms")
+        shown = "".join(line.strip() for line in block[1:])
+        assert shown.replace(" ", "") == text.replace(" ", "")
+
+
+def test_summary_is_one_line_counting_failed_and_unrun_steps() -> None:
     results = [
         StepResult(1, "services started", True, "ready", 1500.0),
         StepResult(2, "GET be /get-jwt", False, "503 (token_unavailable), expected 200", 3.0),
     ]
-    table = render_table(results).splitlines()
-    assert table[0].split() == ["#", "result", "step", "figure", "ms"]
-    assert table[2].split()[:2] == ["1", "PASS"] and table[2].endswith("1500")
-    assert table[3].split()[:2] == ["2", "FAIL"]
-    assert table[-1] == "1 of 2 steps passed (1 FAILED)"
-    assert render_table(results[:1]).splitlines()[-1] == "1 of 1 steps passed (all passed)"
+    assert render_summary(results, 2, 1.54) == "1 of 2 steps passed, FAILED: 2 (1.5 s)"
+    assert render_summary(results[:1], 1, 0.5) == "1 of 1 steps passed (0.5 s)"
+    assert (
+        render_summary(results[1:], 11, 3.0)
+        == "0 of 11 steps passed, FAILED: 2, 10 not run (3.0 s)"
+    )

@@ -5,13 +5,15 @@ from __future__ import annotations
 import json
 import math
 from typing import Any
+from unittest import mock
 
 import msgspec
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from domain.claims import FOREIGN_HEADER_MEMBERS, decode_claims, decode_header
+from domain import claims as claims_module
+from domain.claims import FOREIGN_HEADER_MEMBERS, Claims, decode_claims, decode_header
 from domain.errors import Expired, Malformed
 from domain.jws import b64url_encode, parse_compact
 from domain.rules import Expectations, numeric_date, validate_claims
@@ -193,3 +195,47 @@ def test_a_signature_has_one_spelling(alg: str) -> None:
     for other in spellings:
         with pytest.raises(BadSignature, match="canonical"):
             parse_compact(f"{head}.{payload}.{other}")
+
+
+def _strict_answer(payload: bytes) -> Claims | str:
+    # The strict reader alone, without the shortcut for plain payloads.
+    with mock.patch.object(claims_module, "_plain_claims", return_value=None):
+        return _answer(payload)
+
+
+def _answer(payload: bytes) -> Claims | str:
+    try:
+        return decode_claims(payload)
+    except Malformed:
+        return "malformed"
+
+
+@given(
+    bound_claims(),
+    st.sampled_from([[], ["kubernetes.io"], ["kubernetes.io", "pod"]]),
+    st.text(max_size=8),
+    FINITE_JSON,
+    st.booleans(),
+)
+def test_compact_claims_read_the_same_with_or_without_the_shortcut(
+    claims: dict[str, Any], path: list[str], name: str, value: Any, twice: bool
+) -> None:
+    target = claims
+    for step in path:
+        target = target[step]
+    target[name] = value
+    payload = json.dumps(claims, separators=(",", ":")).encode()
+    if twice:
+        # Name the member again, compactly, first in its object.
+        opening = "".join(f"{json.dumps(step)}:" for step in path[-1:]) + "{"
+        payload = payload.replace(opening.encode(), f"{opening}{json.dumps(name)}:0,".encode(), 1)
+        assert _answer(payload) == "malformed"
+    assert _answer(payload) == _strict_answer(payload)
+
+
+def test_a_token_as_kube_writes_it_takes_the_shortcut() -> None:
+    payload = json.dumps(
+        {"iss": ISSUER, "sub": "system:serviceaccount:ns:sa", "exp": 1}, separators=(",", ":")
+    ).encode()
+    assert claims_module._plain_claims(payload) == decode_claims(payload)
+    assert claims_module._plain_claims(payload.replace(b",", b", ")) is None

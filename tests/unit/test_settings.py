@@ -15,8 +15,10 @@ from entrypoints.settings import (
     Settings,
     SettingsError,
     check_service_files,
+    check_tls_files,
     load_settings,
 )
+from tests.tls_peer import TestCa
 
 SA_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
 
@@ -75,6 +77,9 @@ def test_every_other_value_is_read() -> None:
             "KSA_VERIFIER": "TokenReview",
             "KSA_LEEWAY_SECONDS": "2.5",
             "KSA_BE2_URL": "https://be2.example:8443/",
+            "KSA_BE2_CA_FILE": "/t/be2-ca.crt",
+            "KSA_TLS_CERT_FILE": "/t/tls.crt",
+            "KSA_TLS_KEY_FILE": "/t/tls.key",
             "KSA_EXPOSE_TOKEN": "No",
             "KSA_LOG_LEVEL": "debug",
             "KSA_LOG_FORMAT": "TEXT",
@@ -87,6 +92,8 @@ def test_every_other_value_is_read() -> None:
     assert settings.verifier == "tokenreview"
     assert settings.leeway_seconds == 2.5
     assert settings.be2_url == "https://be2.example:8443"
+    assert settings.be2_ca_file == "/t/be2-ca.crt"
+    assert (settings.tls_cert_file, settings.tls_key_file) == ("/t/tls.crt", "/t/tls.key")
     assert settings.expose_token is False
     assert (settings.log_level, settings.log_format) == ("DEBUG", "text")
 
@@ -234,3 +241,76 @@ def test_the_jwks_refresh_bound_is_checked(value: str) -> None:
 def test_the_jwks_refresh_bound_defaults_to_five_minutes() -> None:
     assert load_settings({}).jwks_refresh_seconds == 300
     assert load_settings({"KSA_JWKS_REFRESH_SECONDS": "120"}).jwks_refresh_seconds == 120
+
+
+# --- TLS: be2 serving it, be verifying it ------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("environ", "message"),
+    [
+        ({"KSA_TLS_CERT_FILE": "/t/tls.crt"}, r"^KSA_TLS_KEY_FILE: not set, but KSA_TLS_CERT_FILE"),
+        ({"KSA_TLS_KEY_FILE": "/t/tls.key"}, r"^KSA_TLS_CERT_FILE: not set, but KSA_TLS_KEY_FILE"),
+        ({"KSA_BE2_URL": "https://be2"}, r"^KSA_BE2_CA_FILE: not set, but KSA_BE2_URL is https"),
+        ({"KSA_BE2_CA_FILE": "/t/ca.crt"}, r"^KSA_BE2_CA_FILE: set, but KSA_BE2_URL .* plain http"),
+    ],
+)
+def test_tls_settings_come_in_pairs(environ: dict[str, str], message: str) -> None:
+    with pytest.raises(SettingsError, match=message) as caught:
+        load_settings(environ)
+    assert "\n" not in str(caught.value)
+
+
+def tls_settings(cert: Path | str, key: Path | str) -> Settings:
+    return load_settings({"KSA_TLS_CERT_FILE": str(cert), "KSA_TLS_KEY_FILE": str(key)})
+
+
+def test_a_usable_certificate_and_key_are_served(tmp_path: Path) -> None:
+    cert, key = TestCa(tmp_path).issue("be2", ["be2", "127.0.0.1"])
+    served = check_tls_files(tls_settings(cert, key))
+    assert served is not None
+    assert (served.cert_file, served.key_file) == (str(cert), str(key))
+    assert check_tls_files(load_settings({})) is None  # plain HTTP
+
+
+def test_tls_files_missing_unreadable_or_not_a_pair_are_one_line(tmp_path: Path) -> None:
+    ca = TestCa(tmp_path)
+    cert, key = ca.issue("be2", ["be2"])
+    other_cert, _ = ca.issue("other", ["other"])
+    cases = [
+        (tls_settings(tmp_path / "none.crt", key), r"^KSA_TLS_CERT_FILE: .* does not exist$"),
+        (tls_settings(cert, tmp_path / "none.key"), r"^KSA_TLS_KEY_FILE: .* does not exist$"),
+        (tls_settings(cert, tmp_path), r"^KSA_TLS_KEY_FILE: .* is a directory"),
+        (
+            tls_settings(cert, _unreadable_file(tmp_path)),
+            r"^KSA_TLS_KEY_FILE: .* is not readable \(.+\)$",
+        ),
+        (tls_settings(other_cert, key), r"^KSA_TLS_CERT_FILE, KSA_TLS_KEY_FILE: .* not a PEM"),
+        (tls_settings(key, cert), r"^KSA_TLS_CERT_FILE, KSA_TLS_KEY_FILE: .* not a PEM"),
+    ]
+    for settings, message in cases:
+        with pytest.raises(SettingsError, match=message) as caught:
+            check_tls_files(settings)
+        assert "\n" not in str(caught.value)
+
+
+def test_an_encrypted_key_is_refused_without_a_prompt(tmp_path: Path) -> None:
+    from cryptography.hazmat.primitives import serialization
+
+    cert, key = TestCa(tmp_path).issue("be2", ["be2"])
+    loaded = serialization.load_pem_private_key(key.read_bytes(), None)
+    key.write_bytes(
+        loaded.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.BestAvailableEncryption(b"secret"),
+        )
+    )
+    with pytest.raises(SettingsError, match=r"^KSA_TLS_CERT_FILE, KSA_TLS_KEY_FILE: .*encrypted"):
+        check_tls_files(tls_settings(cert, key))
+
+
+def test_be_needs_its_be2_ca_file_when_it_is_set(tmp_path: Path) -> None:
+    environ = {"KSA_BE2_URL": "https://be2", "KSA_BE2_CA_FILE": str(tmp_path / "ca.crt")}
+    with pytest.raises(SettingsError, match=r"^KSA_BE2_CA_FILE: be2's CA certificate .* does not"):
+        check_service_files(load_settings(environ), "be")

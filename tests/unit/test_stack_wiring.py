@@ -29,8 +29,17 @@ def cluster_json(state: Path) -> bytes:
             "token_file": str(volume / "token"),
             "ca_file": str(volume / "ca.crt"),
             "extra_tokens": {},
+            "tls": None,
         }
 
+    be2 = pod("be2-4k2x1", "be2-sa")
+    secret = state / "pods" / "default" / "be2-4k2x1" / "be2-tls"
+    be2["tls"] = {
+        "cert_file": str(secret / "tls.crt"),
+        "key_file": str(secret / "tls.key"),
+        "ca_file": str(secret / "ca.crt"),
+        "names": ["be2", "be2.default.svc", "127.0.0.1"],
+    }
     return json.dumps(
         {
             "url": "https://127.0.0.1:6443",
@@ -41,9 +50,10 @@ def cluster_json(state: Path) -> bytes:
             "jwks_url": "https://127.0.0.1:6443/openid/v1/jwks",
             "admin_url": "http://127.0.0.1:7000",
             "admin_token": ADMIN_SECRET,
+            "kubeconfig": str(state / "kubeconfig"),
             "pid": 4242,
             # be2's pod first: "be2-4k2x1" must not be taken for be's pod.
-            "pods": [pod("be2-4k2x1", "be2-sa"), pod("be-7d9f8", "be-sa")],
+            "pods": [be2, pod("be-7d9f8", "be-sa")],
         }
     ).encode()
 
@@ -58,6 +68,12 @@ def test_be_gets_its_own_pods_token_and_be2s_url(cluster: ClusterInfo, tmp_path:
         "KSA_TOKEN_FILE": str(tmp_path / "pods/default/be-7d9f8/serviceaccount/token"),
         "KSA_BE2_URL": "http://127.0.0.1:9002",
     }
+    # Over https, the CA of be2's Secret, as the hardened overlay mounts it.
+    assert be_environment(cluster, "https://127.0.0.1:9002") == {
+        "KSA_TOKEN_FILE": str(tmp_path / "pods/default/be-7d9f8/serviceaccount/token"),
+        "KSA_BE2_URL": "https://127.0.0.1:9002",
+        "KSA_BE2_CA_FILE": str(tmp_path / "pods/default/be2-4k2x1/be2-tls/ca.crt"),
+    }
 
 
 def test_be2_trusts_the_cluster_ca_and_allows_only_be(cluster: ClusterInfo, tmp_path: Path) -> None:
@@ -70,6 +86,8 @@ def test_be2_trusts_the_cluster_ca_and_allows_only_be(cluster: ClusterInfo, tmp_
         "KSA_ISSUER": "https://kubernetes.default.svc.cluster.local",
         "KSA_AUDIENCES": "https://kubernetes.default.svc.cluster.local",
         "KSA_ALLOWED_SUBJECTS": "system:serviceaccount:default:be-sa",
+        "KSA_TLS_CERT_FILE": str(tmp_path / "pods/default/be2-4k2x1/be2-tls/tls.crt"),
+        "KSA_TLS_KEY_FILE": str(tmp_path / "pods/default/be2-4k2x1/be2-tls/tls.key"),
     }
 
 
@@ -91,8 +109,9 @@ def test_cluster_repr_hides_the_admin_token(cluster: ClusterInfo) -> None:
 def test_usage_fetches_tokens_by_substitution_and_pins_the_ca(
     cluster: ClusterInfo, tmp_path: Path
 ) -> None:
-    stack = Stack(tmp_path, cluster, "http://127.0.0.1:9001", "http://127.0.0.1:9002", (), 1.0)
+    stack = Stack(tmp_path, cluster, "http://127.0.0.1:9001", "https://127.0.0.1:9002", (), 1.0)
     text = usage_text(stack)
+    be2_ca = str(tmp_path / "pods/default/be2-4k2x1/be2-tls/ca.crt")
     assert ADMIN_SECRET not in text
     commands = [line.strip() for line in text.splitlines() if line.strip().startswith("curl ")]
     assert len(commands) == 8
@@ -104,6 +123,12 @@ def test_usage_fetches_tokens_by_substitution_and_pins_the_ca(
             assert '"Authorization: Bearer $(' in command
     validate = next(c for c in commands if c.endswith(":9002/validate-auth") and " -H " in c)
     assert "$(curl -s http://127.0.0.1:9001/get-jwt | " in validate
+    to_be2 = [c for c in commands if "https://127.0.0.1:9002/" in c]
+    assert len(to_be2) == 3
+    assert all(c.startswith(("curl -s --cacert ", "curl -si --cacert ")) for c in to_be2)
+    assert all(f"--cacert {be2_ca} " in c for c in to_be2)
+    [newman] = [line for line in text.splitlines() if "newman" in line and " run " in line]
+    assert newman.endswith(f"--ssl-extra-ca-certs {be2_ca}")
     jwks = next(c for c in commands if c.endswith("/openid/v1/jwks"))
     assert f"--cacert {cluster.ca_file}" in jwks
     assert "https://127.0.0.1:6443/openid/v1/jwks" in jwks
@@ -122,5 +147,20 @@ def test_the_newman_command_never_downloads_newman(
     ]
     assert "npx" not in line
     assert "newman && " in line and "make -C " in line
+    # After `make -C <repo>` the installed newman is named by its path in the checkout.
+    assert f"newman && {runner.REPO / runner.LOCAL_NEWMAN} run " in line
     checked = subprocess.run(["bash", "-n", "-c", line.strip()], capture_output=True, check=False)
     assert checked.returncode == 0, checked.stderr
+
+
+def test_usage_exports_the_emulators_kubeconfig_for_kubectl(
+    cluster: ClusterInfo, tmp_path: Path
+) -> None:
+    stack = Stack(tmp_path, cluster, "http://127.0.0.1:9001", "http://127.0.0.1:9002", (), 1.0)
+    lines = [line.strip() for line in usage_text(stack).splitlines()]
+    assert f"export KUBECONFIG={tmp_path / 'kubeconfig'}" in lines
+    kubectl = [line for line in lines if line.startswith(("kubectl ", "printf "))]
+    assert "kubectl create token be-sa --audience be2 --duration 10m" in kubectl
+    for command in kubectl:
+        checked = subprocess.run(["bash", "-n", "-c", command], capture_output=True, check=False)
+        assert checked.returncode == 0, (command, checked.stderr)
