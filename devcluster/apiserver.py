@@ -171,6 +171,10 @@ def _http_error(cluster: Cluster, request: AnyRequest, exc: HTTPException) -> Re
 
 
 def _api_error(request: AnyRequest, exc: ApiError) -> Response[bytes]:
+    if exc.code == 403:
+        # responsewriters.Forbidden sets it on every authorization refusal.
+        headers = {"x-content-type-options": "nosniff"}
+        return negotiated_response(request, exc.body(), 403, **headers)
     return negotiated_response(request, exc.body(), exc.code)
 
 

@@ -66,6 +66,7 @@ def test_other_methods_on_discovery_are_an_rbac_question_first(
         allowed = client.request(method, path, headers=bearer(cluster.pod("ops").token()))
     # The bootstrap role grants `get` only: HEAD is verb `head`, POST `post`.
     assert refused.status_code == 403
+    assert refused.headers["x-content-type-options"] == "nosniff"
     assert allowed.status_code == 405
     if method == "HEAD":
         assert refused.content == allowed.content == b""

@@ -99,18 +99,21 @@ def test_run_installs_only_the_runtime_and_test_adds_the_tools_with_visible_phas
     code, output, calls = make(checkout, "runtime")
     assert code == 0, output
     installs = [call for call in calls if " install " in f" {call} " and "pip" in call]
-    assert installs[-1].endswith("install -e . --requirement deploy/requirements.lock")
+    # The runtime of `make run` includes the emulator's own extra (it reads RBAC manifests).
+    assert installs[-1].endswith("install -e .[devcluster] --requirement deploy/requirements.lock")
     assert not any("[test" in call for call in installs)
     assert [line for line in output.splitlines() if line.startswith("setup:")] == [
         "setup: creating .venv with " + str(checkout / "python-stand-in"),
-        "setup: installing ksa-auth and what running it needs (deploy/requirements.lock)",
+        "setup: installing ksa-auth, its local cluster emulator and what running them needs",
         "setup: .venv ready to run",
     ]
     assert not any("--quiet" in call or " -q" in call for call in calls)
 
     code, output, calls = make(checkout, "venv")
     assert code == 0, output
-    assert calls[-1].endswith("install -e .[test,bench] --requirement deploy/requirements.lock")
+    assert calls[-1].endswith(
+        "install -e .[test,bench,devcluster] --requirement deploy/requirements.lock"
+    )
     assert "setup: .venv ready to test" in output
     # A complete venv is not touched again.
     code, output, calls = make(checkout, "venv")
