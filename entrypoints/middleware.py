@@ -260,7 +260,7 @@ def _unexpected_response(request: Request[Any, Any, Any], exc: Exception) -> Res
     # says what broke.
     _log_unexpected("request failed", request.scope, exc)
     detail = "the service could not answer this request; try again later"
-    body = {"reason": InternalError.reason, "detail": detail}
+    body = {"authenticated": False, "reason": InternalError.reason, "detail": detail}
     return _answer(request, 503, body, InternalError.reason)
 
 

@@ -464,7 +464,12 @@ def test_a_handler_bug_is_a_503_not_a_500(keyset: FakeKeySet) -> None:
     with TestClient(app) as test_client:
         response = test_client.get("/protected", headers=bearer(be_token(keyset)))
     assert response.status_code == 503
-    assert response.json()["reason"] == "internal_error"
+    # The failure shape of every be2 answer, with the generic detail.
+    assert response.json() == {
+        "authenticated": False,
+        "reason": "internal_error",
+        "detail": "the service could not answer this request; try again later",
+    }
     assert response.headers["retry-after"].isdigit()
 
 
