@@ -57,6 +57,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     expose_token: bool = True
     log_level: LogLevel = "INFO"
     log_format: Literal["json", "text"] = "json"
+    workers: int = 1
 
 
 def load_settings(environ: Mapping[str, str]) -> Settings:
@@ -180,6 +181,19 @@ def _seconds(low: float, high: float) -> Callable[[str], float]:
     return parse
 
 
+def _count(low: int, high: int) -> Callable[[str], int]:
+    def parse(value: str) -> int:
+        try:
+            number = int(value)
+        except ValueError:
+            raise ValueError(f"{_shown(value)} is not a whole number") from None
+        if not low <= number <= high:
+            raise ValueError(f"{_shown(value)} must be between {low} and {high}")
+        return number
+
+    return parse
+
+
 def _boolean(value: str) -> bool:
     lowered = value.lower()
     if lowered in _TRUE:
@@ -249,6 +263,8 @@ _VARIABLES: dict[str, tuple[str, Callable[[str], Any]]] = {
     "KSA_EXPOSE_TOKEN": ("expose_token", _boolean),
     "KSA_LOG_LEVEL": ("log_level", _choice(*get_args(LogLevel))),
     "KSA_LOG_FORMAT": ("log_format", _choice("json", "text")),
+    # Server worker processes; each verifies and keeps its own keys and cache.
+    "KSA_WORKERS": ("workers", _count(1, 64)),
 }
 VARIABLES = tuple(_VARIABLES)
 """The name of every setting, in the order of the README's table."""
