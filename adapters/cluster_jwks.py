@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 import re
 import time
 from collections import Counter
+from collections.abc import Awaitable, Callable
 
 import httpx
 import msgspec
@@ -64,6 +66,13 @@ class ClusterJwksConfig(msgspec.Struct, frozen=True, kw_only=True):
     """Background refresh once this fraction of the max-age has passed."""
     retry_min_seconds: float = 5.0
     retry_max_seconds: float = 300.0
+    refresh_jitter: float = 0.2
+    """The background refresh lands anywhere in ±half this fraction of its interval, so replicas
+    started together (a rollout) do not refresh in the same second ever after."""
+    retry_jitter: float = 0.5
+    """Each retry after a failed fetch waits its backoff less up to this fraction of it ("equal
+    jitter"), so replicas that lost the API server together do not return to it together. The
+    unknown-kid path has none: its delay is a bound on accepting a rotated key."""
     timeout_seconds: float = TOTAL_TIMEOUT_SECONDS
     """Bound on each request, connection to last byte."""
 
@@ -85,6 +94,8 @@ class ClusterJwksConfig(msgspec.Struct, frozen=True, kw_only=True):
             raise ValueError(f"timeout_seconds must be in (0, {TOTAL_TIMEOUT_SECONDS:g}]")
         if self.cooldown_seconds < 0 or self.stale_if_error_seconds < 0:
             raise ValueError("cooldown and stale-if-error must not be negative")
+        if not (0 <= self.refresh_jitter < 0.5 and 0 <= self.retry_jitter <= 1):
+            raise ValueError("refresh_jitter must be in [0, 0.5), retry_jitter in [0, 1]")
 
     @property
     def token_origin(self) -> str:
@@ -115,8 +126,16 @@ class ClusterJwksKeyProvider(KeyProvider, Lifecycle):
         token_source: TokenSource,
         clock: Clock = time.time,
         statistics: Statistics = NO_STATISTICS,
+        *,
+        nap: Callable[[float], Awaitable[None]] | None = None,
+        uniform: Callable[[], float] = random.random,
     ) -> None:
+        """`nap(seconds)` waits for the background refresh (default: at most a second at a
+        time, re-reading the clock); `uniform()` in [0, 1) draws the jitter. Both are for
+        simulations with a faster clock and for tests."""
         self.config = config
+        self._nap = nap or _short_nap
+        self._uniform = uniform
         self._statistics = statistics
         self._client = client
         self._token_source = token_source
@@ -245,9 +264,7 @@ class ClusterJwksKeyProvider(KeyProvider, Lifecycle):
         while True:
             delay = self._next_refresh_at - self._clock()
             if delay > 0:
-                # Short naps that re-read the clock: a suspended VM or a stepped clock is
-                # noticed within a second instead of after a long sleep.
-                await asyncio.sleep(min(delay, _MAX_NAP_SECONDS))
+                await self._nap(delay)
                 continue
             try:
                 await self._shared_fetch()
@@ -369,7 +386,9 @@ class ClusterJwksKeyProvider(KeyProvider, Lifecycle):
         max_age = _max_age(headers.get("cache-control", ""), self.config)
         self._fresh_until = fetched_at + max_age
         self._usable_until = self._fresh_until + self.config.stale_if_error_seconds
-        self._next_refresh_at = fetched_at + max_age * self.config.refresh_at_fraction
+        spread = 1 + self.config.refresh_jitter * (self._uniform() - 0.5)
+        interval = max_age * min(self.config.refresh_at_fraction * spread, 1.0)
+        self._next_refresh_at = fetched_at + interval
 
     def _failed(self, reason: str, now: float) -> None:
         self.fetch_outcomes["error"] += 1
@@ -392,7 +411,13 @@ class ClusterJwksKeyProvider(KeyProvider, Lifecycle):
     def _schedule_retry(self, now: float) -> None:
         backoff = self.config.retry_min_seconds * 2 ** min(self._failures - 1, 16)
         delay = min(max(backoff, self.config.retry_min_seconds), self.config.retry_max_seconds)
-        self._next_refresh_at = now + delay
+        self._next_refresh_at = now + delay * (1 - self.config.retry_jitter * self._uniform())
+
+
+async def _short_nap(seconds: float) -> None:
+    # Short naps that re-read the clock: a suspended VM or a stepped clock is noticed within a
+    # second instead of after a long sleep.
+    await asyncio.sleep(min(seconds, _MAX_NAP_SECONDS))
 
 
 def _max_age(cache_control: str, config: ClusterJwksConfig) -> float:
