@@ -221,16 +221,20 @@ class ClusterJwksKeyProvider(KeyProvider, Lifecycle):
             return
         # No usable keys: join a fetch in flight, or start one unless one just failed (the
         # background loop retries with backoff, so a flood of requests cannot storm the API).
-        if self._inflight is not None or self._clock() - self._last_attempt >= (
-            self.config.cooldown_seconds
-        ):
+        if self._inflight is not None or self._due(self._clock()):
             await self._shared_fetch()
 
     def _refresh_soon(self, now: float) -> None:
         # Past max-age and no refresher running (start() not called, or it is between naps):
         # serve the stale key now and fetch behind it, at most once per cooldown.
-        if self._inflight is None and now - self._last_attempt >= self.config.cooldown_seconds:
+        if self._inflight is None and self._due(now):
             self._start_fetch()
+
+    def _due(self, now: float) -> bool:
+        # On-demand fetches keep to the retry schedule too: during an outage, traffic must not
+        # turn the backoff (and its jitter) into one attempt per cooldown from every worker.
+        cooled = now - self._last_attempt >= self.config.cooldown_seconds
+        return cooled and (self._failures == 0 or now >= self._next_refresh_at)
 
     async def _refresh_for_unknown_kid(self) -> None:
         # A kid we do not know is either a key rotated in since our last fetch (fetch now, as
