@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck imports unit venv newman bench clean sysdeps image image-clean
+.PHONY: run test lint typecheck imports unit venv newman bench scaling clean sysdeps image image-clean
 
 # The venv is (re)built when missing or older than pyproject.toml or the lock. The runtime
 # closure is installed exactly as the image ships it (deploy/requirements.lock), so the tests
@@ -60,7 +60,19 @@ sysdeps:
 image: sysdeps
 	deploy/image.sh build
 
-image-clean:
+image-# Not part of `make test`: the API-server load of N replicas, measured against the devcluster
+# on a virtual clock; rewrites the tables of docs/SCALING.md and its plots (~15 min).
+SCALING_STAMP := $(VENV)/.scaling-installed
+
+$(SCALING_STAMP): $(STAMP) bench/scaling-requirements.lock
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[scaling]' \
+		--requirement bench/scaling-requirements.lock
+	@touch $(SCALING_STAMP)
+
+scaling: $(SCALING_STAMP)
+	$(BIN)/python -m bench.scaling
+
+clean:
 	deploy/image.sh clean
 
 run: $(STAMP)
@@ -87,6 +99,18 @@ test: sysdeps lint typecheck imports unit
 # target is missed.
 bench: $(STAMP)
 	$(BIN)/python -m bench
+
+# Not part of `make test`: the API-server load of N replicas, measured against the devcluster
+# on a virtual clock; rewrites the tables of docs/SCALING.md and its plots (~15 min).
+SCALING_STAMP := $(VENV)/.scaling-installed
+
+$(SCALING_STAMP): $(STAMP) bench/scaling-requirements.lock
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[scaling]' \
+		--requirement bench/scaling-requirements.lock
+	@touch $(SCALING_STAMP)
+
+scaling: $(SCALING_STAMP)
+	$(BIN)/python -m bench.scaling
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .import_linter_cache \
