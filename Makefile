@@ -60,19 +60,7 @@ sysdeps:
 image: sysdeps
 	deploy/image.sh build
 
-image-# Not part of `make test`: the API-server load of N replicas, measured against the devcluster
-# on a virtual clock; rewrites the tables of docs/SCALING.md and its plots (~15 min).
-SCALING_STAMP := $(VENV)/.scaling-installed
-
-$(SCALING_STAMP): $(STAMP) bench/scaling-requirements.lock
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[scaling]' \
-		--requirement bench/scaling-requirements.lock
-	@touch $(SCALING_STAMP)
-
-scaling: $(SCALING_STAMP)
-	$(BIN)/python -m bench.scaling
-
-clean:
+image-clean:
 	deploy/image.sh clean
 
 run: $(STAMP)

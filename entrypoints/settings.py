@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Callable, Mapping
-from typing import Any, Literal, get_args
+from typing import Any, Literal, TypeVar, get_args
 from urllib.parse import urlsplit
 
 import msgspec
@@ -30,6 +30,8 @@ _ISSUER = "https://kubernetes.default.svc.cluster.local"
 
 _TRUE = frozenset({"true", "1", "yes"})
 _FALSE = frozenset({"false", "0", "no"})
+
+_Number = TypeVar("_Number", int, float)
 
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 
@@ -169,26 +171,23 @@ def _choice(*options: str) -> Callable[[str], str]:
 
 
 def _seconds(low: float, high: float) -> Callable[[str], float]:
-    def parse(value: str) -> float:
-        try:
-            number = float(value)
-        except ValueError:
-            raise ValueError(f"{_shown(value)} is not a number of seconds") from None
-        if not (math.isfinite(number) and low <= number <= high):
-            raise ValueError(f"{_shown(value)} must be between {low:g} and {high:g} seconds")
-        return number
-
-    return parse
+    return _bounded(float, "a number of seconds", low, high, " seconds")
 
 
 def _count(low: int, high: int) -> Callable[[str], int]:
-    def parse(value: str) -> int:
+    return _bounded(int, "a whole number", low, high, "")
+
+
+def _bounded(
+    read: Callable[[str], _Number], noun: str, low: _Number, high: _Number, unit: str
+) -> Callable[[str], _Number]:
+    def parse(value: str) -> _Number:
         try:
-            number = int(value)
+            number = read(value)
         except ValueError:
-            raise ValueError(f"{_shown(value)} is not a whole number") from None
-        if not low <= number <= high:
-            raise ValueError(f"{_shown(value)} must be between {low} and {high}")
+            raise ValueError(f"{_shown(value)} is not {noun}") from None
+        if not (math.isfinite(number) and low <= number <= high):
+            raise ValueError(f"{_shown(value)} must be between {low:g} and {high:g}{unit}")
         return number
 
     return parse
