@@ -390,9 +390,7 @@ class ClusterJwksKeyProvider(KeyProvider, Lifecycle):
         max_age = _max_age(headers.get("cache-control", ""), self.config)
         self._fresh_until = fetched_at + max_age
         self._usable_until = self._fresh_until + self.config.stale_if_error_seconds
-        spread = 1 + self.config.refresh_jitter * (self._uniform() - 0.5)
-        interval = max_age * min(self.config.refresh_at_fraction * spread, 1.0)
-        self._next_refresh_at = fetched_at + interval
+        self._next_refresh_at = fetched_at + _refresh_delay(self.config, max_age, self._uniform())
 
     def _failed(self, reason: str, now: float) -> None:
         self.fetch_outcomes["error"] += 1
@@ -413,9 +411,19 @@ class ClusterJwksKeyProvider(KeyProvider, Lifecycle):
             logger.error("cannot load the cluster's signing keys: %s", reason)
 
     def _schedule_retry(self, now: float) -> None:
-        backoff = self.config.retry_min_seconds * 2 ** min(self._failures - 1, 16)
-        delay = min(max(backoff, self.config.retry_min_seconds), self.config.retry_max_seconds)
-        self._next_refresh_at = now + delay * (1 - self.config.retry_jitter * self._uniform())
+        self._next_refresh_at = now + _retry_delay(self.config, self._failures, self._uniform())
+
+
+def _refresh_delay(config: ClusterJwksConfig, max_age: float, draw: float) -> float:
+    # ±half the jitter fraction around the refresh point, never past the max-age.
+    spread = 1 + config.refresh_jitter * (draw - 0.5)
+    return max_age * min(config.refresh_at_fraction * spread, 1.0)
+
+
+def _retry_delay(config: ClusterJwksConfig, failures: int, draw: float) -> float:
+    backoff = config.retry_min_seconds * 2.0 ** min(failures - 1, 16)
+    delay = min(max(backoff, config.retry_min_seconds), config.retry_max_seconds)
+    return delay * (1 - config.retry_jitter * draw)
 
 
 async def _short_nap(seconds: float) -> None:
