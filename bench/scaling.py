@@ -20,6 +20,7 @@ import argparse
 import asyncio
 import contextlib
 import heapq
+import json
 import logging
 import math
 import random
@@ -46,6 +47,7 @@ from entrypoints.container import REVIEW_CACHE_MAX_ENTRIES, REVIEW_CACHE_TTL_SEC
 ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "SCALING.md"
 FIGURES = ROOT / "docs" / "scaling"
+RESULTS = FIGURES / "runs.json"
 REPLICAS = (1, 10, 100)
 HOUR = 3600.0
 KEY_PATHS = ("/.well-known/openid-configuration", "/openid/v1/jwks")
@@ -164,32 +166,60 @@ async def run_until(clock: VirtualTime, recorder: Recorder, end: float) -> None:
 
 @dataclass
 class Run:
-    """One measured situation: what was sent, and what the devcluster counted."""
+    """One measured situation: what the devcluster counted, and when the requests were sent."""
 
     situation: str
     replicas: int
     jitter: bool
     seconds: float
-    start: float
-    counted: Counter[str]
-    sent: list[tuple[float, str]] = field(repr=False)
-    formula_per_hour: float = 0.0
+    counted: int
+    at_start: int
+    """Requests of the rollout's own first fetch, left out of the hourly figure."""
+    bins: dict[int, int]
+    """Requests sent in each second since the start (sparse)."""
+    sent: list[tuple[float, str]] = field(default_factory=list, repr=False)
+    start: float = 0.0
+
+    @classmethod
+    def of(
+        cls,
+        situation: str,
+        replicas: int,
+        jitter: bool,
+        seconds: float,
+        counted: int,
+        start: float,
+        sent: list[tuple[float, str]],
+    ) -> Run:
+        bins = Counter(int(t - start) for t, _ in sent)
+        at_start = sum(1 for t, _ in sent if t <= start)
+        return cls(situation, replicas, jitter, seconds, counted, at_start, dict(bins), sent, start)
+
+    @property
+    def formula_per_hour(self) -> float:
+        if self.situation == "tokenreview":
+            return review_formula(self.replicas) * HOUR
+        return key_formula(self.situation, self.replicas, FORMULA_CONFIG)
 
     def per_hour(self) -> float:
         """Requests per hour after the start-up fetch (the devcluster's count, scaled)."""
-        after = sum(1 for t, _ in self.sent if t > self.start)
-        at_start = len(self.sent) - after
-        total = sum(self.counted.values()) - at_start
-        return total * HOUR / self.seconds
+        return (self.counted - self.at_start) * HOUR / self.seconds
 
-    def peak_per_second(self, after: float = 60.0) -> int:
+    def peak_per_second(self, after: int = 60) -> int:
         """Most requests sent in one second, from `after` seconds on (past the rollout)."""
-        seconds = Counter(int(t - self.start) for t, _ in self.sent if t - self.start >= after)
-        return max(seconds.values(), default=0)
+        return max((n for second, n in self.bins.items() if second >= after), default=0)
 
     def timeline(self) -> list[int]:
-        seconds = Counter(int(t - self.start) for t, _ in self.sent)
-        return [seconds.get(s, 0) for s in range(int(self.seconds) + 1)]
+        return [self.bins.get(s, 0) for s in range(int(self.seconds) + 1)]
+
+    def as_json(self) -> dict[str, Any]:
+        fields = ("situation", "replicas", "jitter", "seconds", "counted", "at_start")
+        return {**{f: getattr(self, f) for f in fields}, "bins": self.bins}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Run:
+        bins = {int(second): int(n) for second, n in data.pop("bins").items()}
+        return cls(**data, bins=bins)
 
 
 @dataclass
@@ -342,12 +372,8 @@ async def measure_keys(bench: Bench, situation: str, count: int, jitter: bool = 
             await asyncio.gather(*(provider.close() for provider in fleet))
             bench.cluster.admin("/admin/faults", {"keys": "ok"})
     counted = bench.counters() - before
-    counted = Counter(
-        {k: v for k, v in counted.items() if k in ("discovery_requests", "jwks_requests")}
-    )
-    run = Run(situation, count, jitter, seconds, start, counted, recorder.sent)
-    run.formula_per_hour = key_formula(situation, count, fleet[0].config)
-    return run
+    total = counted["discovery_requests"] + counted["jwks_requests"]
+    return Run.of(situation, count, jitter, seconds, total, start, recorder.sent)
 
 
 # --- TokenReview ----------------------------------------------------------------------------
@@ -387,13 +413,14 @@ async def measure_reviews(bench: Bench, count: int) -> Run:
         finally:
             await _cancel_background()
     counted = bench.counters() - before
-    counted = Counter({k: v for k, v in counted.items() if k == "tokenreview_requests"})
-    run = Run("tokenreview", count, False, seconds, start - 1, counted, recorder.sent)
-    run.formula_per_hour = review_formula(count) * HOUR
-    return run
+    total = counted["tokenreview_requests"]
+    return Run.of("tokenreview", count, False, seconds, total, start, recorder.sent)
 
 
 # --- the formulas ---------------------------------------------------------------------------
+
+# The formulas read the defaults the replicas ran with (the URL is never used).
+FORMULA_CONFIG = ClusterJwksConfig(discovery_url="https://api/", issuers=frozenset({"issuer"}))
 
 
 def refresh_interval(config: ClusterJwksConfig, max_age: float = 3600.0) -> float:
@@ -420,7 +447,9 @@ def key_formula(situation: str, workers: int, config: ClusterJwksConfig) -> floa
     steady = 2 * HOUR / refresh_interval(config)  # each refresh: discovery, then JWKS
     per_worker = {
         "steady": steady,
-        "rotation": steady + 2,  # one unknown-kid fetch each for the new key
+        # One unknown-kid fetch each for the new key; it restarts the refresh timer, so it
+        # brings the next refreshes forward by half an interval on average: +1 request.
+        "rotation": steady + 1,
         # An unknown-kid fetch at most once per interval; each also restarts the refresh timer.
         "flood": 2 * HOUR / min(config.cooldown_seconds, refresh_interval(config)),
         "outage": outage_attempts(config),  # discovery fails: one request an attempt
@@ -583,20 +612,31 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.scaling", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="shorter simulated runs")
     parser.add_argument("--no-write", action="store_true", help="print only")
+    parser.add_argument(
+        "--render", action="store_true", help=f"redraw from {RESULTS.name} without measuring"
+    )
     args = parser.parse_args(argv)
     started = time.monotonic()
-    # A thousand replicas' warnings about the outage they are told of would drown the report.
-    logging.getLogger("adapters").setLevel(logging.ERROR)
-    with tempfile.TemporaryDirectory() as tmp, _devcluster(Path(tmp)) as cluster:
-        bench = Bench(cluster, args.quick)
-        asyncio.run(measure_all(bench))
-    took = time.monotonic() - started
-    print(table(bench.runs))
+    if args.render:
+        saved = json.loads(RESULTS.read_text())
+        runs, took = [Run.from_json(run) for run in saved["runs"]], float(saved["took"])
+    else:
+        # A hundred replicas' warnings about the outage they are told of would drown the report.
+        logging.getLogger("adapters").setLevel(logging.ERROR)
+        with tempfile.TemporaryDirectory() as tmp, _devcluster(Path(tmp)) as cluster:
+            bench = Bench(cluster, args.quick)
+            asyncio.run(measure_all(bench))
+        runs, took = bench.runs, time.monotonic() - started
+    print(table(runs))
     print()
-    print(herd_table(bench.runs))
+    print(herd_table(runs))
     if not args.no_write:
-        plot(bench.runs)
-        write_doc(bench.runs, took)
+        FIGURES.mkdir(parents=True, exist_ok=True)
+        if not args.render:
+            document = {"took": round(took), "runs": [run.as_json() for run in runs]}
+            RESULTS.write_text(json.dumps(document, separators=(",", ":")) + "\n")
+        plot(runs)
+        write_doc(runs, took)
     return 0
 
 
