@@ -138,5 +138,4 @@ def create_app(container: Container | None = None) -> Litestar:
         "callers by subject.",
         route_handlers=[*_routes(settings), *health_routes(readiness, metrics.registry)],
         plugins=[auth],
-        lifespan=[metrics.lifespan()],
     )
