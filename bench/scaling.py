@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import msgspec
 
 from adapters.cluster_jwks import ClusterJwksConfig, ClusterJwksKeyProvider
 from adapters.projected_token_file import ProjectedTokenFile
@@ -199,7 +200,10 @@ class Run:
     def formula_per_hour(self) -> float:
         if self.situation == "tokenreview":
             return review_formula(self.replicas) * HOUR
-        return key_formula(self.situation, self.replicas, FORMULA_CONFIG)
+        config = FORMULA_CONFIG
+        if not self.jitter:
+            config = msgspec.structs.replace(config, refresh_jitter=0.0, retry_jitter=0.0)
+        return key_formula(self.situation, self.replicas, config)
 
     def per_hour(self) -> float:
         """Requests per hour after the start-up fetch (the devcluster's count, scaled)."""
@@ -487,13 +491,15 @@ def table(runs: list[Run]) -> str:
 
 def herd_table(runs: list[Run]) -> str:
     lines = [
-        "| situation, 100 replicas | jitter | requests / hour | peak requests / s after start-up |",
-        "|---|---|---:|---:|",
+        "| situation, 100 replicas | jitter | formula / hour | measured / hour "
+        "| peak requests / s after start-up |",
+        "|---|---|---:|---:|---:|",
     ]
     for run in runs:
         if run.replicas == 100 and run.situation in ("steady", "outage"):
             lines.append(
-                f"| {run.situation} | {'on' if run.jitter else 'off'} | {run.per_hour():,.0f} "
+                f"| {run.situation} | {'on' if run.jitter else 'off'} "
+                f"| {run.formula_per_hour:,.0f} | {run.per_hour():,.0f} "
                 f"| {run.peak_per_second()} |"
             )
     return "\n".join(lines)
@@ -518,8 +524,17 @@ def plot(runs: list[Run]) -> None:
         if not chosen:
             continue
         replicas = [r.replicas for r in chosen]
-        axes.plot(replicas, [r.formula_per_hour for r in chosen], "-", color=colour, alpha=0.6)
-        axes.plot(replicas, [r.per_hour() for r in chosen], "o", color=colour, label=situation)
+        # The formula at every count from 1 to 100, as a line.
+        counts = range(1, 101)
+        formula = [
+            review_formula(n) * HOUR
+            if situation == "tokenreview"
+            else key_formula(situation, n, FORMULA_CONFIG)
+            for n in counts
+        ]
+        axes.plot(counts, formula, "-", color=colour, alpha=0.6)
+        label = situation if situation != "tokenreview" else "tokenreview (20 callers, 1/s)"
+        axes.plot(replicas, [r.per_hour() for r in chosen], "o", color=colour, label=label)
     axes.set_xscale("log")
     axes.set_yscale("log")
     axes.set_xlabel("replicas x workers (each with its own keys and cache)")
@@ -562,8 +577,8 @@ def write_doc(runs: list[Run], took: float) -> None:
     )
     text = DOC.read_text()
     text = re.sub(
-        r"(<!-- scaling:begin -->\n).*?(\n<!-- scaling:end -->)",
-        lambda m: m.group(1) + block + m.group(2),
+        r"(<!-- scaling:begin -->\n).*?(<!-- scaling:end -->)",
+        lambda m: m.group(1) + block + "\n" + m.group(2),
         text,
         flags=re.S,
     )

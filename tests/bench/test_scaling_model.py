@@ -80,3 +80,9 @@ def test_results_go_between_the_markers(tmp_path: Path, monkeypatch: pytest.Monk
     assert text.startswith("before\n<!-- scaling:begin -->\n| situation |")
     assert "old" not in text
     assert text.endswith("<!-- scaling:end -->\nafter\n")
+    # Written again over what it wrote, and into an empty block.
+    scaling.write_doc([], 1.0)
+    assert doc.read_text() == text
+    doc.write_text("<!-- scaling:begin -->\n<!-- scaling:end -->\n")
+    scaling.write_doc([], 1.0)
+    assert "| situation |" in doc.read_text()
