@@ -22,7 +22,6 @@ import contextlib
 import heapq
 import json
 import logging
-import math
 import random
 import re
 import ssl
@@ -473,35 +472,43 @@ def review_formula(workers: int, callers: int = CALLERS, rate: float = CALLS_PER
 
 
 def table(runs: list[Run]) -> str:
-    lines = [
-        "| situation | replicas x workers | formula / hour | measured / hour | measured / formula "
-        "| peak / s after start-up |",
-        "|---|---:|---:|---:|---:|---:|",
-    ]
-    for run in runs:
-        if not run.jitter and run.situation != "tokenreview":
-            continue
-        ratio = run.per_hour() / run.formula_per_hour if run.formula_per_hour else math.nan
-        lines.append(
-            f"| {run.situation} | {run.replicas} | {run.formula_per_hour:,.0f} "
-            f"| {run.per_hour():,.0f} | {ratio:.2f} | {run.peak_per_second()} |"
-        )
-    return "\n".join(lines)
+    """Every situation with jitter on (TokenReview has none), against its formula."""
+    chosen = [r for r in runs if r.jitter or r.situation == "tokenreview"]
+    return _markdown(
+        ["situation", "replicas x workers"],
+        chosen,
+        lambda run: [run.situation, str(run.replicas)],
+        ratio=True,
+    )
 
 
 def herd_table(runs: list[Run]) -> str:
+    """100 holders, steady state and outage, with jitter and without."""
+    chosen = [r for r in runs if r.replicas == 100 and r.situation in ("steady", "outage")]
+    return _markdown(
+        ["situation, 100 replicas", "jitter"],
+        chosen,
+        lambda run: [run.situation, "on" if run.jitter else "off"],
+        ratio=False,
+    )
+
+
+def _markdown(
+    names: list[str], runs: list[Run], label: Callable[[Run], list[str]], *, ratio: bool
+) -> str:
+    columns = [*names, "formula / hour", "measured / hour"]
+    columns += ["measured / formula"] if ratio else []
+    columns.append("peak / s after start-up")
     lines = [
-        "| situation, 100 replicas | jitter | formula / hour | measured / hour "
-        "| peak requests / s after start-up |",
-        "|---|---|---:|---:|---:|",
+        "| " + " | ".join(columns) + " |",
+        "|" + "---|" * len(names) + "---:|" * (len(columns) - len(names)),
     ]
     for run in runs:
-        if run.replicas == 100 and run.situation in ("steady", "outage"):
-            lines.append(
-                f"| {run.situation} | {'on' if run.jitter else 'off'} "
-                f"| {run.formula_per_hour:,.0f} | {run.per_hour():,.0f} "
-                f"| {run.peak_per_second()} |"
-            )
+        cells = [*label(run), f"{run.formula_per_hour:,.0f}", f"{run.per_hour():,.0f}"]
+        if ratio:
+            cells.append(f"{run.per_hour() / run.formula_per_hour:.2f}")
+        cells.append(str(run.peak_per_second()))
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
