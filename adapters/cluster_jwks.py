@@ -219,9 +219,9 @@ class ClusterJwksKeyProvider(KeyProvider, Lifecycle):
     async def _ensure_keys(self) -> None:
         if self._clock() < self._usable_until:
             return
-        # No usable keys: join a fetch in flight, or start one unless one just failed (the
-        # background loop retries with backoff, so a flood of requests cannot storm the API).
-        if self._inflight is not None or self._due(self._clock()):
+        # No usable keys: join a fetch in flight, or start one at most once per cooldown (not
+        # per backoff: without keys be2 answers nothing; the background loop backs off).
+        if self._inflight is not None or self._cooled(self._clock()):
             await self._shared_fetch()
 
     def _refresh_soon(self, now: float) -> None:
@@ -231,10 +231,12 @@ class ClusterJwksKeyProvider(KeyProvider, Lifecycle):
             self._start_fetch()
 
     def _due(self, now: float) -> bool:
-        # On-demand fetches keep to the retry schedule too: during an outage, traffic must not
-        # turn the backoff (and its jitter) into one attempt per cooldown from every worker.
-        cooled = now - self._last_attempt >= self.config.cooldown_seconds
-        return cooled and (self._failures == 0 or now >= self._next_refresh_at)
+        # With usable keys, on-demand fetches keep to the retry schedule: during an outage,
+        # traffic must not turn the backoff (and its jitter) into one attempt per cooldown.
+        return self._cooled(now) and (self._failures == 0 or now >= self._next_refresh_at)
+
+    def _cooled(self, now: float) -> bool:
+        return now - self._last_attempt >= self.config.cooldown_seconds
 
     async def _refresh_for_unknown_kid(self) -> None:
         # A kid we do not know is either a key rotated in since our last fetch (fetch now, as
