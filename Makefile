@@ -12,7 +12,7 @@ SETUP_FAILED := { rm -f $(RUNTIME_STAMP) $(STAMP); \
 	echo "setup failed: the next make rebuilds $(VENV) from scratch" >&2; exit 1; }
 
 .PHONY: run test lint typecheck imports unit venv runtime newman bench clean sysdeps kubectl \
-	image image-clean swagger-ui
+	image image-clean swagger-ui scaling
 
 # The interpreter is checked before anything is built, in one line.
 $(RUNTIME_STAMP): pyproject.toml deploy/requirements.lock
@@ -133,6 +133,18 @@ test: sysdeps lint typecheck imports unit
 # target is missed.
 bench: $(STAMP)
 	$(BIN)/python -m bench
+
+# Not part of `make test`: the API-server load of N replicas, measured against the devcluster
+# on a virtual clock; rewrites the tables of docs/SCALING.md and its plots (~15 min).
+SCALING_STAMP := $(VENV)/.scaling-installed
+
+$(SCALING_STAMP): $(STAMP) bench/scaling-requirements.lock
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[scaling]' \
+		--requirement bench/scaling-requirements.lock
+	@touch $(SCALING_STAMP)
+
+scaling: $(SCALING_STAMP)
+	$(BIN)/python -m bench.scaling
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .import_linter_cache \

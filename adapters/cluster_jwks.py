@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 import re
 import time
 from collections import Counter
+from collections.abc import Awaitable, Callable
 
 import httpx
 import msgspec
@@ -71,6 +73,13 @@ class ClusterJwksConfig(msgspec.Struct, frozen=True, kw_only=True):
     """Background refresh once this fraction of the max-age has passed."""
     retry_min_seconds: float = 5.0
     retry_max_seconds: float = 300.0
+    refresh_jitter: float = 0.2
+    """The background refresh lands anywhere in ±half this fraction of its interval, so replicas
+    started together (a rollout) do not refresh in the same second ever after."""
+    retry_jitter: float = 0.5
+    """Each retry after a failed fetch waits its backoff less up to this fraction of it ("equal
+    jitter"), so replicas that lost the API server together do not return to it together. The
+    unknown-kid path has none: its delay is a bound on accepting a rotated key."""
     timeout_seconds: float = TOTAL_TIMEOUT_SECONDS
     """Bound on each request, connection to last byte."""
 
@@ -92,6 +101,8 @@ class ClusterJwksConfig(msgspec.Struct, frozen=True, kw_only=True):
             raise ValueError(f"timeout_seconds must be in (0, {TOTAL_TIMEOUT_SECONDS:g}]")
         if self.cooldown_seconds < 0 or self.stale_if_error_seconds < 0:
             raise ValueError("cooldown and stale-if-error must not be negative")
+        if not (0 <= self.refresh_jitter < 0.5 and 0 <= self.retry_jitter <= 1):
+            raise ValueError("refresh_jitter must be in [0, 0.5), retry_jitter in [0, 1]")
 
     @property
     def token_origin(self) -> str:
@@ -122,8 +133,16 @@ class ClusterJwksKeyProvider(KeyProvider, Lifecycle):
         token_source: TokenSource,
         clock: Clock = time.time,
         statistics: Statistics = NO_STATISTICS,
+        *,
+        nap: Callable[[float], Awaitable[None]] | None = None,
+        uniform: Callable[[], float] = random.random,
     ) -> None:
+        """`nap(seconds)` waits for the background refresh (default: at most a second at a
+        time, re-reading the clock); `uniform()` in [0, 1) draws the jitter. Both are for
+        simulations with a faster clock and for tests."""
         self.config = config
+        self._nap = nap or _short_nap
+        self._uniform = uniform
         self._statistics = statistics
         self._client = client
         self._token_source = token_source
@@ -207,18 +226,24 @@ class ClusterJwksKeyProvider(KeyProvider, Lifecycle):
     async def _ensure_keys(self) -> None:
         if self._clock() < self._usable_until:
             return
-        # No usable keys: join a fetch in flight, or start one unless one just failed (the
-        # background loop retries with backoff, so a flood of requests cannot storm the API).
-        if self._inflight is not None or self._clock() - self._last_attempt >= (
-            self.config.cooldown_seconds
-        ):
+        # No usable keys: join a fetch in flight, or start one at most once per cooldown (not
+        # per backoff: without keys be2 answers nothing; the background loop backs off).
+        if self._inflight is not None or self._cooled(self._clock()):
             await self._shared_fetch()
 
     def _refresh_soon(self, now: float) -> None:
         # Past max-age and no refresher running (start() not called, or it is between naps):
         # serve the stale key now and fetch behind it, at most once per cooldown.
-        if self._inflight is None and now - self._last_attempt >= self.config.cooldown_seconds:
+        if self._inflight is None and self._due(now):
             self._start_fetch()
+
+    def _due(self, now: float) -> bool:
+        # With usable keys, on-demand fetches keep to the retry schedule: during an outage,
+        # traffic must not turn the backoff (and its jitter) into one attempt per cooldown.
+        return self._cooled(now) and (self._failures == 0 or now >= self._next_refresh_at)
+
+    def _cooled(self, now: float) -> bool:
+        return now - self._last_attempt >= self.config.cooldown_seconds
 
     async def _refresh_for_unknown_kid(self) -> None:
         # A kid we do not know is either a key rotated in since our last fetch (fetch now, as
@@ -252,9 +277,7 @@ class ClusterJwksKeyProvider(KeyProvider, Lifecycle):
         while True:
             delay = self._next_refresh_at - self._clock()
             if delay > 0:
-                # Short naps that re-read the clock: a suspended VM or a stepped clock is
-                # noticed within a second instead of after a long sleep.
-                await asyncio.sleep(min(delay, _MAX_NAP_SECONDS))
+                await self._nap(delay)
                 continue
             try:
                 await self._shared_fetch()
@@ -376,7 +399,7 @@ class ClusterJwksKeyProvider(KeyProvider, Lifecycle):
         max_age = _max_age(headers.get("cache-control", ""), self.config)
         self._fresh_until = fetched_at + max_age
         self._usable_until = self._fresh_until + self.config.stale_if_error_seconds
-        self._next_refresh_at = fetched_at + max_age * self.config.refresh_at_fraction
+        self._next_refresh_at = fetched_at + _refresh_delay(self.config, max_age, self._uniform())
 
     def _failed(self, reason: str, now: float) -> None:
         self.fetch_outcomes["error"] += 1
@@ -397,9 +420,25 @@ class ClusterJwksKeyProvider(KeyProvider, Lifecycle):
             logger.error("cannot load the cluster's signing keys: %s", reason)
 
     def _schedule_retry(self, now: float) -> None:
-        backoff = self.config.retry_min_seconds * 2 ** min(self._failures - 1, 16)
-        delay = min(max(backoff, self.config.retry_min_seconds), self.config.retry_max_seconds)
-        self._next_refresh_at = now + delay
+        self._next_refresh_at = now + _retry_delay(self.config, self._failures, self._uniform())
+
+
+def _refresh_delay(config: ClusterJwksConfig, max_age: float, draw: float) -> float:
+    # ±half the jitter fraction around the refresh point, never past the max-age.
+    spread = 1 + config.refresh_jitter * (draw - 0.5)
+    return max_age * min(config.refresh_at_fraction * spread, 1.0)
+
+
+def _retry_delay(config: ClusterJwksConfig, failures: int, draw: float) -> float:
+    backoff = config.retry_min_seconds * 2.0 ** min(failures - 1, 16)
+    delay = min(max(backoff, config.retry_min_seconds), config.retry_max_seconds)
+    return delay * (1 - config.retry_jitter * draw)
+
+
+async def _short_nap(seconds: float) -> None:
+    # Short naps that re-read the clock: a suspended VM or a stepped clock is noticed within a
+    # second instead of after a long sleep.
+    await asyncio.sleep(min(seconds, _MAX_NAP_SECONDS))
 
 
 def _max_age(cache_control: str, config: ClusterJwksConfig) -> float:

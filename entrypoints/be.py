@@ -21,7 +21,7 @@ from domain.jws import parse_compact
 from domain.ports import TokenSource
 from entrypoints.container import Container
 from entrypoints.httpx_auth import ServiceAccountTokenAuth
-from entrypoints.metrics import new_registry
+from entrypoints.metrics import new_registry, series_registry
 from entrypoints.middleware import token_unavailable_response
 from entrypoints.settings import Settings
 from entrypoints.web import assemble, container_from_environment, health_routes, lifespan
@@ -195,15 +195,17 @@ def create_app(container: Container | None = None) -> Litestar:
     token_source = container.token_source()
     client = container.be2_client()
     registry = new_registry()
+    # With several workers these go to each worker's file, and the registry sums the files.
+    own = series_registry(registry)
     reads = Counter(
-        "ksa_token_reads", "Reads of be's own token by outcome.", ["outcome"], registry=registry
+        "ksa_token_reads", "Reads of be's own token by outcome.", ["outcome"], registry=own
     )
     reads.labels("ok")  # the series exists before the first read
     calls = Counter(
         "ksa_be2_calls",
         "Calls to be2's /validate-auth by be2's status.",
         ["status"],
-        registry=registry,
+        registry=own,
     )
     app = assemble(
         service="be",

@@ -33,7 +33,8 @@ _BE2_VARIABLES = (
 _SERVE_VARIABLES = (
     "be reads KSA_TOKEN_FILE, KSA_BE2_URL, KSA_BE2_CA_FILE, KSA_EXPOSE_TOKEN; "
     f"be2 reads {_BE2_VARIABLES}, KSA_ALLOWED_SUBJECTS; both read KSA_LOG_LEVEL, KSA_LOG_FORMAT, "
-    "and KSA_TLS_CERT_FILE with KSA_TLS_KEY_FILE (serve TLS when both are set)."
+    "KSA_WORKERS, PROMETHEUS_MULTIPROC_DIR, and KSA_TLS_CERT_FILE with KSA_TLS_KEY_FILE (serve "
+    "TLS when both are set)."
 )
 EXIT_CODES = "Exit codes: 0 ok, 1 rejected (a token or a step), 2 usage or settings."
 
@@ -77,15 +78,7 @@ def _devcluster_command(commands: argparse._SubParsersAction[argparse.ArgumentPa
     )
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="ksa-auth",
-        description="Kubernetes ServiceAccount JWT authentication between services.",
-        epilog=EXIT_CODES,
-    )
-    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
+def _serve_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     serve = _command(
         commands, "serve", "run be or be2 with settings from the environment", _SERVE_VARIABLES
     )
@@ -95,6 +88,24 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--server", choices=["uvicorn", "granian"], default=DEFAULT_SERVER, help="ASGI server"
     )
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="worker processes, each verifying with its own keys (default: KSA_WORKERS, else 1)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ksa-auth",
+        description="Kubernetes ServiceAccount JWT authentication between services.",
+        epilog=EXIT_CODES,
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    _serve_command(commands)
 
     _devcluster_command(commands)
 

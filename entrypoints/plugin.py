@@ -135,6 +135,9 @@ class ServiceAccountAuth(InitPluginProtocol):
             openapi.security = [*(openapi.security or []), requirement]
             app_config.openapi_config = openapi
         app_config.lifespan = [*app_config.lifespan, self._lifespan]
+        if self.metrics is not None:
+            # With several workers, each copies its counts for /metrics every second.
+            app_config.lifespan.append(self.metrics.lifespan())
         return app_config
 
     @asynccontextmanager

@@ -27,6 +27,7 @@ from entrypoints.settings import (
     check_tls_files,
     load_settings,
 )
+from entrypoints.workers import prepare_metrics_directory
 
 __all__ = ["DEFAULT_SERVER", "free_port", "run"]
 
@@ -35,6 +36,8 @@ logger = logging.getLogger("ksa.serve")
 # The faster of the two on `make bench` (docs/PERFORMANCE.md); `--server uvicorn` stays available.
 DEFAULT_SERVER = "granian"
 CERTIFICATE_HANDOVER_SECONDS = 8.0
+# As KSA_WORKERS allows: far beyond the cores of a pod that should rather get more replicas.
+MAX_WORKERS = 64
 
 
 def run(args: argparse.Namespace) -> int:
@@ -43,23 +46,56 @@ def run(args: argparse.Namespace) -> int:
     server: str = args.server or DEFAULT_SERVER
     try:
         settings = load_settings(os.environ)
+        workers = _workers(getattr(args, "workers", None), settings.workers)
         check_service_files(settings, "be2" if service == "be2" else "be")
         tls = check_tls_files(settings)
+        if tls is not None and server == "uvicorn" and workers > 1:
+            raise SettingsError(
+                "--server uvicorn serves TLS with one worker; granian (the default) runs several"
+            )
+        # Before anything loads prometheus_client, here and in the workers (they inherit it).
+        prepare_metrics_directory(os.environ, workers)
         configure_logging(settings.log_level, settings.log_format)
         # Port 0 is chosen here, so the address logged is the one served.
         port = args.port or free_port(args.host)
         scheme = "https" if tls else "http"
         logger.info(
-            "serving %s on %s://%s:%d", service, scheme, args.host, port, extra={"port": port}
+            "serving %s on %s://%s:%d with %d worker%s",
+            *(service, scheme, args.host, port, workers, "" if workers == 1 else "s"),
+            extra={"port": port, "workers": workers},
         )
         if server == "granian":
-            return _granian(service, args.host, port, settings.log_format, tls)
+            return _granian(service, args.host, port, settings.log_format, tls, workers)
+        # Several uvicorn workers import the factory themselves, in the processes it starts.
         module = importlib.import_module(f"entrypoints.{service}")
-        app = module.create_app()
+        app = (
+            StrictFraming(module.create_app())
+            if workers == 1
+            else f"entrypoints.serve:framed_{service}"
+        )
     except SettingsError as exc:
         print(f"ksa-auth serve {service}: {exc}", file=sys.stderr)
         return 2
-    return _uvicorn(StrictFraming(app), args.host, port, tls)
+    return _uvicorn(app, args.host, port, tls, workers)
+
+
+def _workers(given: int | None, setting: int) -> int:
+    # --workers wins over KSA_WORKERS; both are bounded alike.
+    if given is None:
+        return setting
+    if not 1 <= given <= MAX_WORKERS:
+        raise SettingsError(f"--workers: {given} must be between 1 and {MAX_WORKERS}")
+    return given
+
+
+def framed_be() -> Any:
+    """be as uvicorn's workers build it: behind the request-framing guard."""
+    return StrictFraming(importlib.import_module("entrypoints.be").create_app())
+
+
+def framed_be2() -> Any:
+    """be2 as uvicorn's workers build it: behind the request-framing guard."""
+    return StrictFraming(importlib.import_module("entrypoints.be2").create_app())
 
 
 def free_port(host: str) -> int:
@@ -70,7 +106,7 @@ def free_port(host: str) -> int:
         return port
 
 
-def _uvicorn(app: Any, host: str, port: int, tls: ServingCertificate | None) -> int:
+def _uvicorn(app: Any, host: str, port: int, tls: ServingCertificate | None, workers: int) -> int:
     import uvicorn
 
     ssl_options: dict[str, Any] = {}
@@ -91,6 +127,8 @@ def _uvicorn(app: Any, host: str, port: int, tls: ServingCertificate | None) -> 
 
     config = uvicorn.Config(
         app,
+        factory=isinstance(app, str),
+        workers=workers,
         host=host,
         port=port,
         lifespan="on",
@@ -112,6 +150,12 @@ def _uvicorn(app: Any, host: str, port: int, tls: ServingCertificate | None) -> 
         **ssl_options,
     )
     server = uvicorn.Server(config)
+    if workers > 1:
+        from uvicorn.supervisors import Multiprocess
+
+        # What uvicorn.run does for several workers; SIGTERM stops each one gracefully.
+        Multiprocess(config, sockets=[config.bind_socket()]).run()
+        return 0
     server.run()
     # uvicorn returns normally after a signal; a failed start-up (port taken) exits itself.
     return 0 if server.started else 1
@@ -123,6 +167,7 @@ def _granian(
     port: int,
     log_format: Literal["json", "text"],
     tls: ServingCertificate | None,
+    workers: int,
 ) -> int:
     try:
         from granian.constants import HTTPModes, Interfaces, SSLProtocols
@@ -160,6 +205,8 @@ def _granian(
             header_read_timeout=IDLE_TIMEOUT_SECONDS * 1000,
             max_buffer_size=MAX_HEADER_BYTES,
         ),
+        # Each worker builds its own app: its own keys, caches and background refresh.
+        workers=workers,
         log_access=False,
         # granian's own lines in our format, scrubbed, on stderr like ours.
         log_dictconfig=server_log_config(log_format),

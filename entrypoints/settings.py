@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Callable, Mapping
-from typing import Any, Literal, get_args
+from typing import Any, Literal, TypeVar, get_args
 from urllib.parse import urlsplit
 
 import msgspec
@@ -32,6 +32,8 @@ _ISSUER = "https://kubernetes.default.svc.cluster.local"
 
 _TRUE = frozenset({"true", "1", "yes"})
 _FALSE = frozenset({"false", "0", "no"})
+
+_Number = TypeVar("_Number", int, float)
 
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 
@@ -62,6 +64,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     log_format: Literal["json", "text"] = "json"
     tls_cert_file: str | None = None
     tls_key_file: str | None = None
+    workers: int = 1
 
 
 def load_settings(environ: Mapping[str, str]) -> Settings:
@@ -217,13 +220,23 @@ def _choice(*options: str) -> Callable[[str], str]:
 
 
 def _seconds(low: float, high: float) -> Callable[[str], float]:
-    def parse(value: str) -> float:
+    return _bounded(float, "a number of seconds", low, high, " seconds")
+
+
+def _count(low: int, high: int) -> Callable[[str], int]:
+    return _bounded(int, "a whole number", low, high, "")
+
+
+def _bounded(
+    read: Callable[[str], _Number], noun: str, low: _Number, high: _Number, unit: str
+) -> Callable[[str], _Number]:
+    def parse(value: str) -> _Number:
         try:
-            number = float(value)
+            number = read(value)
         except ValueError:
-            raise ValueError(f"{_shown(value)} is not a number of seconds") from None
+            raise ValueError(f"{_shown(value)} is not {noun}") from None
         if not (math.isfinite(number) and low <= number <= high):
-            raise ValueError(f"{_shown(value)} must be between {low:g} and {high:g} seconds")
+            raise ValueError(f"{_shown(value)} must be between {low:g} and {high:g}{unit}")
         return number
 
     return parse
@@ -301,6 +314,8 @@ _VARIABLES: dict[str, tuple[str, Callable[[str], Any]]] = {
     "KSA_LOG_FORMAT": ("log_format", _choice("json", "text")),
     "KSA_TLS_CERT_FILE": ("tls_cert_file", _path),
     "KSA_TLS_KEY_FILE": ("tls_key_file", _path),
+    # Server worker processes; each verifies and keeps its own keys and cache.
+    "KSA_WORKERS": ("workers", _count(1, 64)),
 }
 VARIABLES = tuple(_VARIABLES)
 """The name of every setting, in the order of the README's table."""

@@ -505,13 +505,65 @@ async def test_keys_refresh_in_the_background_before_max_age(cluster: DevCluster
     try:
         await provider.start()
         before = _jwks_requests(cluster)
-        # 80% of the max-age has passed (the devcluster's 3600 s, held to the 300 s bound).
-        clock.now += 0.8 * provider.config.max_max_age_seconds + 1
+        # 80% of the max-age has passed (the devcluster's 3600 s, held to the 300 s bound),
+        # and the jitter's latest draw on top of it.
+        config = provider.config
+        latest = config.refresh_at_fraction * (1 + config.refresh_jitter / 2)
+        clock.now += latest * config.max_max_age_seconds + 1
         await eventually(lambda: provider.fetch_outcomes["ok"] >= 2, "a background refresh")
         assert _jwks_requests(cluster) == before + 1
     finally:
         await provider.close()
         await client.aclose()
+
+
+class _RecordedNaps:
+    """A background refresher's naps, recorded instead of slept (the next one never ends)."""
+
+    def __init__(self) -> None:
+        self.delays: list[float] = []
+
+    async def __call__(self, seconds: float) -> None:
+        self.delays.append(seconds)
+        await asyncio.Event().wait()
+
+
+async def _first_nap(cluster: DevCluster, draw: float, clock: FakeClock) -> float:
+    be2 = cluster.pod("be2")
+    client = api_server_client(be2.ca_file)
+    naps = _RecordedNaps()
+    config = ClusterJwksConfig(discovery_url=cluster.discovery_url, issuers={cluster.issuer})
+    token = ProjectedTokenFile(be2.token_file)
+    provider = ClusterJwksKeyProvider(config, client, token, clock, nap=naps, uniform=lambda: draw)
+    try:
+        await provider.start()
+        await eventually(lambda: naps.delays, "the refresher's first nap")
+        return naps.delays[0]
+    finally:
+        await provider.close()
+        await client.aclose()
+
+
+@pytest.mark.parametrize(("draw", "fraction"), [(0.0, 0.72), (0.5, 0.8), (0.999999, 0.88)])
+async def test_the_background_refresh_is_spread_over_a_fifth_of_its_interval(
+    cluster: DevCluster, draw: float, fraction: float
+) -> None:
+    # Replicas started together (a rollout) would otherwise refresh together forever after:
+    # 0.8 x the 300 s bound, give or take a tenth.
+    delay = await _first_nap(cluster, draw, FakeClock())
+    assert delay == pytest.approx(fraction * 300, abs=1e-3)
+
+
+@pytest.mark.parametrize(("draw", "seconds"), [(0.0, 5.0), (0.999999, 2.5)])
+async def test_a_retry_after_a_failed_fetch_waits_half_to_all_of_its_backoff(
+    cluster: DevCluster, draw: float, seconds: float
+) -> None:
+    cluster.admin("/admin/faults", {"keys": "outage"})
+    try:
+        delay = await _first_nap(cluster, draw, FakeClock())
+    finally:
+        cluster.admin("/admin/faults", {"keys": "ok"})
+    assert delay == pytest.approx(seconds, abs=1e-3)
 
 
 async def test_stale_keys_are_served_while_a_refresh_runs_behind_them(

@@ -232,7 +232,9 @@ def _image_problems(image: str) -> list[str]:
 
 def _settings_problems(spec: Mapping[str, Any]) -> list[str]:
     env = literal_env(spec)
-    problems = [f"env {name} is not a ksa-auth setting" for name in env if name not in VARIABLES]
+    # prometheus-client's own variable: where several workers' metrics are summed from.
+    known = {*VARIABLES, "PROMETHEUS_MULTIPROC_DIR"}
+    problems = [f"env {name} is not a ksa-auth setting" for name in env if name not in known]
     settings = settings_of(spec)
     if isinstance(settings, str):
         problems.append(f"the service would not start: {settings}")

@@ -30,27 +30,29 @@ from tests.deploy.policy import (
     tls_problems,
     tokenreview_problems,
 )
+from tests.deploy.scaling import scaling_problems, worker_problems
 
 # Each overlay and what it must satisfy. A new overlay fails test_every_overlay_is_checked
 # until it is listed here with its checks.
 CHECKS: dict[str, tuple[Check, ...]] = {
     "docker-desktop": (
         baseline_problems,
+        worker_problems,
         docker_desktop_problems,
         jwks_problems,
         plain_http_problems,
     ),
-    "hardened": (baseline_problems, hardened_problems, jwks_problems, tls_problems),
+    "hardened": (
+        *(baseline_problems, worker_problems, hardened_problems, scaling_problems, jwks_problems),
+        tls_problems,
+    ),
     "hardened-cert-manager": (
-        baseline_problems,
-        hardened_problems,
-        jwks_problems,
+        *(baseline_problems, worker_problems, hardened_problems, scaling_problems, jwks_problems),
         tls_problems,
         cert_manager_certificate_problems,
     ),
     "hardened-tokenreview": (
-        baseline_problems,
-        hardened_problems,
+        *(baseline_problems, worker_problems, hardened_problems, scaling_problems),
         tokenreview_problems,
         tls_problems,
     ),

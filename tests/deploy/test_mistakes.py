@@ -637,6 +637,77 @@ CASES: list[tuple[str, str, Mutation, str]] = [
         lambda d: set_env(d, "be2", "KSA_VERIFIER", "tokenreview"),
         "expected jwks",
     ),
+    # workers, autoscaling, disruption budget, spread
+    (
+        "hardened",
+        "replicas-beside-hpa",
+        lambda d: deployment(d, "be2")["spec"].update(replicas=3),
+        "sets replicas, which an apply would reset",
+    ),
+    (
+        "hardened-tokenreview",
+        "hpa-missing",
+        lambda d: d.remove(one(d, "HorizontalPodAutoscaler", "be")),
+        "0 HorizontalPodAutoscalers target it",
+    ),
+    (
+        "hardened",
+        "hpa-one-replica",
+        lambda d: one(d, "HorizontalPodAutoscaler", "be2")["spec"].update(minReplicas=1),
+        "minReplicas is below 2",
+    ),
+    (
+        "hardened",
+        "hpa-on-memory",
+        lambda d: one(d, "HorizontalPodAutoscaler", "be2")["spec"]["metrics"][0]["resource"].update(
+            name="memory"
+        ),
+        "does not scale on cpu",
+    ),
+    (
+        "hardened",
+        "pdb-missing",
+        lambda d: d.remove(one(d, "PodDisruptionBudget", "be2")),
+        "0 PodDisruptionBudgets select its pods",
+    ),
+    (
+        "hardened",
+        "pdb-min-available",
+        lambda d: one(d, "PodDisruptionBudget", "be")["spec"].update(
+            minAvailable=2, maxUnavailable=None
+        ),
+        "is not maxUnavailable: 1",
+    ),
+    (
+        "hardened-tokenreview",
+        "no-spread",
+        lambda d: pod(d, "be2").pop("topologySpreadConstraints"),
+        "no topologySpreadConstraint spreads its pods over nodes",
+    ),
+    (
+        "hardened",
+        "workers-without-metrics-dir",
+        lambda d: drop_env(d, "be2", "PROMETHEUS_MULTIPROC_DIR"),
+        "so /metrics would answer for one worker",
+    ),
+    (
+        "hardened",
+        "metrics-dir-not-a-volume",
+        lambda d: set_env(d, "be2", "PROMETHEUS_MULTIPROC_DIR", "/var/metrics"),
+        "is not a writable emptyDir mount",
+    ),
+    (
+        "hardened",
+        "cpu-limit-for-one-worker",
+        lambda d: container(d, "be2")["resources"]["limits"].update(cpu="500m"),
+        "does not match 2 worker(s): expected 1 to 2 cores",
+    ),
+    (
+        "docker-desktop",
+        "more-workers-than-memory",
+        lambda d: set_env(d, "be2", "KSA_WORKERS", "4"),
+        "is less than 4 worker(s) x 96Mi",
+    ),
 ]
 
 

@@ -10,6 +10,7 @@ import uuid
 from pathlib import Path
 
 import dockerfile
+import httpx
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -18,6 +19,7 @@ from packaging.utils import canonicalize_name
 from adapters.fake_keyset import API_AUDIENCE, FakeKeySet
 from domain.claims import ObjectRef
 from tests.deploy.test_lock import LOCK, parse_lock
+from tests.devcluster_harness import poll
 from tests.image.containers import BASE, ROOT, podman, run_container, serve_container
 
 pytestmark = pytest.mark.e2e
@@ -117,6 +119,33 @@ def test_serve_be2_on_a_mounted_jwks_file(image: str, tmp_path: Path) -> None:
         assert bundle.content == (ROOT / "entrypoints/swagger_ui/swagger-ui-bundle.js").read_bytes()
         logs = be2.logs()
     assert token not in logs and signature not in logs
+
+
+def test_two_workers_in_the_read_only_container_sum_their_metrics(
+    image: str, tmp_path: Path
+) -> None:
+    # No PROMETHEUS_MULTIPROC_DIR: serve makes its directory in the container's /tmp tmpfs (the
+    # root is read-only), and /metrics sums both workers from it.
+    keys = FakeKeySet()
+    jwks = tmp_path / "jwks.json"
+    jwks.write_text(json.dumps(keys.jwks()))
+    jwks.chmod(0o644)
+    env = {"KSA_JWKS_FILE": "/etc/ksa-auth/jwks.json", "KSA_WORKERS": "2"}
+    token = keys.mint(namespace="default", service_account="be-sa", audiences=[API_AUDIENCE])
+    headers = {"Authorization": f"Bearer {token}", "Connection": "close"}
+    with serve_container("be2", env, [f"{jwks}:/etc/ksa-auth/jwks.json:ro"]) as be2:
+        for _ in range(40):
+            with be2.client() as client:  # a connection each: either worker takes it
+                assert client.get("/validate-auth", headers=headers).status_code == 200
+        poll(
+            lambda: (
+                'ksa_validations_total{result="ok"} 40.0'
+                in httpx.get(f"{be2.url}/metrics", timeout=10).text
+            ),
+            timeout=15,
+            what="/metrics summing 40 validations over both workers",
+        )
+        assert "2 workers" in be2.logs()
 
 
 def test_venv_holds_the_locked_closure_and_ksa_auth_only(image_root: Path) -> None:

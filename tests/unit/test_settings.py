@@ -83,6 +83,7 @@ def test_every_other_value_is_read() -> None:
             "KSA_EXPOSE_TOKEN": "No",
             "KSA_LOG_LEVEL": "debug",
             "KSA_LOG_FORMAT": "TEXT",
+            "KSA_WORKERS": "4",
         }
     )
     assert settings.token_file == "/t/token"
@@ -96,6 +97,7 @@ def test_every_other_value_is_read() -> None:
     assert (settings.tls_cert_file, settings.tls_key_file) == ("/t/tls.crt", "/t/tls.key")
     assert settings.expose_token is False
     assert (settings.log_level, settings.log_format) == ("DEBUG", "text")
+    assert settings.workers == 4
 
 
 @pytest.mark.parametrize(
@@ -118,6 +120,9 @@ BAD_VALUES = [
     ("KSA_EXPOSE_TOKEN", "on"),
     ("KSA_LOG_LEVEL", "verbose"),
     ("KSA_LOG_FORMAT", "yaml"),
+    ("KSA_WORKERS", "0"),
+    ("KSA_WORKERS", "2.5"),
+    ("KSA_WORKERS", "65"),
     ("KSA_ALLOWED_SUBJECTS", "be-sa"),
     ("KSA_ALLOWED_SUBJECTS", "system:serviceaccount:default:be-sa,system:serviceaccount:*"),
     ("KSA_ALLOWED_SUBJECTS", "system:serviceaccount:Default:be"),
