@@ -75,6 +75,8 @@ def two_workers(
             stdout=output,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
+            # Its own group, so that its workers go with it even if it must be killed.
+            start_new_session=True,
         )
     pod = Pod(process, port, log)
     try:
@@ -83,8 +85,13 @@ def two_workers(
         yield pod
     finally:
         if process.poll() is None:
-            process.kill()
-            process.wait()
+            process.terminate()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(timeout=STOP_SECONDS)
+        # Whatever is left of the group (a worker orphaned by a failed stop) goes too.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
 
 
 def _ready(pod: Pod) -> bool:
