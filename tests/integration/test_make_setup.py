@@ -9,6 +9,7 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
@@ -58,13 +59,18 @@ def make(checkout: Path, target: str, **env: str) -> tuple[int, str, list[str]]:
     done = subprocess.run(
         ["make", "--no-print-directory", target, f"PYTHON={checkout / 'python-stand-in'}"],
         cwd=checkout,
-        env={**os.environ, "STAND_IN_LOG": str(log), **env},
+        # As a user runs it, not as a make of `make test` (which would print `make[1]: ...`).
+        env={**_outside_make(os.environ), "STAND_IN_LOG": str(log), **env},
         capture_output=True,
         text=True,
         timeout=60,
         check=False,
     )
     return done.returncode, done.stdout + done.stderr, log.read_text().splitlines()
+
+
+def _outside_make(environ: Mapping[str, str]) -> dict[str, str]:
+    return {k: v for k, v in environ.items() if k not in {"MAKELEVEL", "MAKEFLAGS", "MFLAGS"}}
 
 
 def test_an_old_python_is_named_in_one_line_before_anything_is_built(checkout: Path) -> None:
