@@ -69,6 +69,7 @@ def two_workers(
     env |= be2_environment(cluster, KSA_WORKERS="2", PROMETHEUS_MULTIPROC_DIR=str(metrics_dir))
     port = free_port()
     log = log_dir / f"be2-{server}.log"
+    fetches_before = cluster.state()["discovery_requests"]
     with log.open("wb") as output:
         process = subprocess.Popen(
             [*SERVE, server, "--host", "127.0.0.1", "--port", str(port)],
@@ -83,6 +84,12 @@ def two_workers(
     try:
         poll(lambda: len(pod.workers()) == 2, timeout=START_SECONDS, what="two workers")
         poll(lambda: _ready(pod), timeout=START_SECONDS, what="be2 ready")
+        # /readyz is one worker's answer: wait until each has fetched its keys once.
+        poll(
+            lambda: cluster.state()["discovery_requests"] - fetches_before >= 2,
+            timeout=START_SECONDS,
+            what="both workers holding the cluster's keys",
+        )
         yield pod
     finally:
         if process.poll() is None:
