@@ -18,6 +18,7 @@ __all__ = [
     "KubernetesClaim",
     "ObjectRef",
     "decode_claims",
+    "decode_claims_strictly",
     "decode_header",
     "strict_object",
     "to_builtins",
@@ -192,8 +193,16 @@ def decode_claims(payload: bytes) -> Claims:
         case-insensitive JSON reads as `iss` disagreeing with `iss`.
     """
     plain = _plain_claims(payload)
-    if plain is not None:
-        return plain
+    return plain if plain is not None else decode_claims_strictly(payload)
+
+
+def decode_claims_strictly(payload: bytes) -> Claims:
+    """`decode_claims` through the strict reader alone: what decides, and names the problem,
+    whenever the payload is not written as kube-apiserver writes it.
+
+    Raises:
+        Malformed: as `decode_claims`.
+    """
     members = strict_object(payload, "claims")
     # kube-apiserver takes a token as its own by the issuer Go's encoding/json reads: the last
     # member whose name folds to `iss`. That one must be the `iss` checked here.
