@@ -45,6 +45,20 @@ def parse_lock(text: str) -> tuple[dict[str, str], list[str]]:
     return pins, bad
 
 
+def _unmet(
+    pins: dict[str, str], requirements: list[Requirement], what: str, whose: str
+) -> list[str]:
+    """Each requirement that the lock does not pin, or pins outside its range."""
+    problems = []
+    for requirement in requirements:
+        name = canonicalize_name(requirement.name)
+        if name not in pins:
+            problems.append(f"{what} {requirement} is not pinned")
+        elif not requirement.specifier.contains(pins[name], prereleases=True):
+            problems.append(f"{name}=={pins[name]} does not satisfy {whose} {requirement}")
+    return problems
+
+
 def declared_dependencies() -> list[Requirement]:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
     return [Requirement(line) for line in project["dependencies"]]
@@ -54,12 +68,7 @@ def lock_problems(text: str, declared: list[Requirement]) -> list[str]:
     """Unpinned declared dependencies, open ends of the closure, and non-exact lines."""
     pins, bad = parse_lock(text)
     problems = [f"not an exact pin: {line}" for line in bad]
-    for requirement in declared:
-        wanted = canonicalize_name(requirement.name)
-        if wanted not in pins:
-            problems.append(f"pyproject dependency {requirement} is not pinned")
-        elif not requirement.specifier.contains(pins[wanted], prereleases=True):
-            problems.append(f"{wanted}=={pins[wanted]} does not satisfy pyproject's {requirement}")
+    problems += _unmet(pins, declared, "pyproject dependency", "pyproject's")
     for name, version in pins.items():
         try:
             installed = metadata.distribution(name)
@@ -138,12 +147,7 @@ def build_lock_problems(text: str, requires: list[Requirement]) -> list[str]:
     """The image's build backend pins: exact, one per [build-system] requirement, within it."""
     pins, bad = parse_lock(text)
     problems = [f"not an exact pin: {line}" for line in bad]
-    for requirement in requires:
-        name = canonicalize_name(requirement.name)
-        if name not in pins:
-            problems.append(f"build requirement {requirement} is not pinned")
-        elif not requirement.specifier.contains(pins[name], prereleases=True):
-            problems.append(f"{name}=={pins[name]} does not satisfy [build-system] {requirement}")
+    problems += _unmet(pins, requires, "build requirement", "[build-system]")
     wanted = {canonicalize_name(r.name) for r in requires}
     problems += [f"{name} is pinned but not a build requirement" for name in set(pins) - wanted]
     return problems
