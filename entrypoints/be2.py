@@ -13,6 +13,7 @@ from litestar.handlers import HTTPRouteHandler
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.openapi.spec import OpenAPIHeader, OpenAPIResponse, OpenAPIType, Operation, Schema
 
+from adapters.prometheus_statistics import ValidationMetrics
 from adapters.token_review import TokenReviewVerifier
 from domain.errors import AuthError
 from domain.identity import Identity
@@ -20,7 +21,6 @@ from domain.ports import KeyProvider, TokenSource
 from entrypoints.be2_examples import examples
 from entrypoints.caller_answer import CallerAnswer, identity_of
 from entrypoints.container import Container
-from entrypoints.metrics import ValidationMetrics
 from entrypoints.middleware import RETRY_AFTER_SECONDS
 from entrypoints.plugin import ServiceAccountAuth, require_subjects
 from entrypoints.settings import Settings

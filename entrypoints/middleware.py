@@ -17,6 +17,7 @@ from litestar.handlers.base import BaseRouteHandler
 from litestar.middleware import AbstractAuthenticationMiddleware, AuthenticationResult
 from litestar.types import ASGIApp, ExceptionHandlersMap, Scope
 
+from adapters.prometheus_statistics import ValidationMetrics
 from domain.claims import JWT_MAX_BYTES
 from domain.errors import (
     AuthError,
@@ -32,7 +33,6 @@ from domain.policy import SubjectPolicy
 from domain.ports import Verifier
 from entrypoints.access_log import record_of
 from entrypoints.logs import scrub
-from entrypoints.metrics import ValidationMetrics
 
 __all__ = [
     "AUTH_EXCLUDE",

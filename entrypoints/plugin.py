@@ -17,12 +17,12 @@ from litestar.middleware import DefineMiddleware
 from litestar.openapi.spec import Components, SecurityRequirement, SecurityScheme
 from litestar.plugins import InitPluginProtocol
 
+from adapters.prometheus_statistics import ValidationMetrics
 from adapters.token_review import TokenReviewVerifier
 from domain.errors import AuthError
 from domain.identity import Identity
 from domain.ports import KeyProvider, Lifecycle, Verifier
 from entrypoints.container import Container, build_container, close_all
-from entrypoints.metrics import ValidationMetrics
 from entrypoints.middleware import (
     AUTH_EXCLUDE,
     BearerAuthenticationMiddleware,
@@ -135,9 +135,10 @@ class ServiceAccountAuth(InitPluginProtocol):
             openapi.security = [*(openapi.security or []), requirement]
             app_config.openapi_config = openapi
         app_config.lifespan = [*app_config.lifespan, self._lifespan]
-        if self.metrics is not None:
+        metrics = self.metrics
+        if metrics is not None:
             # With several workers, each copies its counts for /metrics every second.
-            app_config.lifespan.append(self.metrics.lifespan())
+            app_config.lifespan.append(lambda _: metrics.sharing())
         return app_config
 
     @asynccontextmanager

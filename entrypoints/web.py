@@ -17,11 +17,11 @@ from litestar.plugins import PluginProtocol
 from litestar.types import ExceptionHandlersMap
 from prometheus_client import CollectorRegistry
 
+from adapters.prometheus_statistics import CONTENT_TYPE, render
 from entrypoints.access_log import RequestLog, record_of
 from entrypoints.container import Container, build_container, close_all
 from entrypoints.docs_page import assets_router, swagger_plugin
 from entrypoints.logs import configure_logging
-from entrypoints.metrics import CONTENT_TYPE, render
 from entrypoints.middleware import RETRY_AFTER_SECONDS
 from entrypoints.middleware import exception_handlers as default_exception_handlers
 from entrypoints.settings import check_service_files, load_settings

@@ -11,13 +11,10 @@ import tempfile
 from collections.abc import MutableMapping
 from pathlib import Path
 
+from adapters.prometheus_multiprocess import METRICS_DIRECTORY_VARIABLE
 from entrypoints.settings import SettingsError
 
-__all__ = ["METRICS_DIRECTORY_VARIABLE", "prepare_metrics_directory"]
-
-# prometheus-client's own variable: set, every process writes its counts to files there and
-# /metrics sums the files of all of them (its multiprocess mode).
-METRICS_DIRECTORY_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
+__all__ = ["prepare_metrics_directory"]
 
 
 def prepare_metrics_directory(environ: MutableMapping[str, str], workers: int) -> None:

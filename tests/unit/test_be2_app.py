@@ -16,6 +16,7 @@ from litestar.middleware import DefineMiddleware
 from litestar.testing import TestClient
 
 from adapters.fake_keyset import FakeKeySet
+from adapters.prometheus_statistics import ValidationMetrics
 from domain.errors import (
     AuthError,
     BadAudience,
@@ -28,7 +29,6 @@ from domain.policy import SubjectPolicy
 from domain.ports import KeyProvider, PublicJwk, Verifier
 from entrypoints.be2 import _routes, create_app
 from entrypoints.container import REVIEW_CACHE_TTL_SECONDS, Container, build_container
-from entrypoints.metrics import ValidationMetrics
 from entrypoints.middleware import (
     BearerAuthenticationMiddleware,
     exception_handlers,

@@ -6,9 +6,9 @@ import asyncio
 
 from adapters.fake_keyset import FakeKeySet
 from adapters.jose_verifier import JoseVerifier
+from adapters.prometheus_statistics import ValidationMetrics, render
 from adapters.verified_cache import CachingVerifier
 from domain.rules import Expectations
-from entrypoints.metrics import ValidationMetrics, render
 
 ISSUER = "https://kubernetes.default.svc.cluster.local"
 

@@ -9,8 +9,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from adapters.prometheus_statistics import ValidationMetrics, render
 from entrypoints.logs import configure_logging, flush_logs, scrub
-from entrypoints.metrics import ValidationMetrics, render
 from tests.unit.test_seed_token import SEED_TOKEN
 
 

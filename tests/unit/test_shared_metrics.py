@@ -12,7 +12,7 @@ ROOT = Path(__file__).resolve().parents[2]
 # Two scrapes with counts between them: a count copied to the file once must not be copied again.
 PROGRAM = """
 import sys
-from entrypoints.metrics import ValidationMetrics, render
+from adapters.prometheus_statistics import ValidationMetrics, render
 metrics = ValidationMetrics()
 metrics.watch_cache([1, 2, 3])
 for result, seconds in [("ok", 0.0001), ("ok", 0.003), ("expired", 0.2)]:

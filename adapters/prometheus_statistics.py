@@ -1,4 +1,4 @@
-"""Prometheus metrics with prometheus-client, counted as things happen, one registry per app."""
+"""The Statistics port in Prometheus series (prometheus-client), one registry per app."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ import itertools
 import os
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sized
 
-from litestar import Litestar
 from prometheus_client import (
     CollectorRegistry,
     Counter,
@@ -22,8 +21,8 @@ from prometheus_client import (
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from adapters.prometheus_multiprocess import shared_directory
 from domain.ports import Statistics
-from entrypoints.workers import METRICS_DIRECTORY_VARIABLE
 
 __all__ = [
     "CONTENT_TYPE",
@@ -31,7 +30,6 @@ __all__ = [
     "new_registry",
     "render",
     "series_registry",
-    "shared_directory",
 ]
 
 # The classic text format, which generate_latest writes and every Prometheus scrapes. Litestar
@@ -43,12 +41,6 @@ VALIDATION_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25
 # With several workers, how often each copies its per-request counts to its shared file: a
 # scrape answered by one worker shows the others' counts at most this late.
 SHARE_EVERY_SECONDS = 1.0
-
-
-def shared_directory() -> str | None:
-    """Where every worker's counts are summed from (prometheus-client's multiprocess mode), or
-    None when this process answers for itself. `serve` sets it before the library loads."""
-    return os.environ.get(METRICS_DIRECTORY_VARIABLE) or None
 
 
 def new_registry(before_scrape: Callable[[], None] | None = None) -> CollectorRegistry:
@@ -153,26 +145,22 @@ class ValidationMetrics(Statistics):
         if self._shared is not None:
             self._shared.copy(self)
 
-    def lifespan(self) -> Callable[[Litestar], contextlib.AbstractAsyncContextManager[None]]:
-        """For the app: with several workers, share the counts every second and at shutdown,
-        and drop this worker's gauge file when it stops (its counters stay in the sum)."""
-
-        @contextlib.asynccontextmanager
-        async def sharing(_: Litestar) -> AsyncIterator[None]:
-            if self._shared is None:
-                yield
-                return
-            task = asyncio.create_task(self._share_forever(), name="metrics-share")
-            try:
-                yield
-            finally:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-                self.share()
-                multiprocess.mark_process_dead(os.getpid())  # type: ignore[no-untyped-call]
-
-        return sharing
+    @contextlib.asynccontextmanager
+    async def sharing(self) -> AsyncIterator[None]:
+        """While the app runs: with several workers, share the counts every second and at
+        shutdown, and drop this worker's gauge file when it stops (its counters stay in the sum)."""
+        if self._shared is None:
+            yield
+            return
+        task = asyncio.create_task(self._share_forever(), name="metrics-share")
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            self.share()
+            multiprocess.mark_process_dead(os.getpid())  # type: ignore[no-untyped-call]
 
     async def _share_forever(self) -> None:
         while True:
