@@ -14,9 +14,18 @@ from domain.errors import Malformed, TokenUnavailable
 from domain.jws import parse_compact
 from domain.ports import Clock, TokenSource
 
-__all__ = ["RECHECK_SECONDS", "ProjectedTokenFile"]
+__all__ = [
+    "DEFAULT_TOKEN_FILE",
+    "RECHECK_SECONDS",
+    "SERVICE_ACCOUNT_DIRECTORY",
+    "ProjectedTokenFile",
+]
 
 logger = logging.getLogger(__name__)
+
+# The kubelet mounts these in every pod that automounts its service account token.
+SERVICE_ACCOUNT_DIRECTORY = "/var/run/secrets/kubernetes.io/serviceaccount"
+DEFAULT_TOKEN_FILE = f"{SERVICE_ACCOUNT_DIRECTORY}/token"
 
 # client-go re-reads the file at least every minute (transport/token_source.go); the kubelet
 # swaps `..data` at 80% of the TTL, so a 10 s bound keeps us at most 10 s behind even when the

@@ -14,6 +14,7 @@ from litestar.handlers import HTTPRouteHandler
 from litestar.openapi.datastructures import ResponseSpec
 from prometheus_client import Counter
 
+from adapters.httpx_auth import ServiceAccountTokenAuth
 from adapters.kube_http import tls_reason
 from adapters.prometheus_statistics import new_registry, series_registry
 from domain.claims import decode_claims
@@ -21,7 +22,6 @@ from domain.errors import AuthError, Malformed, TokenUnavailable
 from domain.jws import parse_compact
 from domain.ports import TokenSource
 from entrypoints.container import Container
-from entrypoints.httpx_auth import ServiceAccountTokenAuth
 from entrypoints.middleware import token_unavailable_response
 from entrypoints.settings import Settings
 from entrypoints.web import assemble, container_from_environment, health_routes, lifespan

@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 
 import msgspec
 
+from adapters.projected_token_file import DEFAULT_TOKEN_FILE, SERVICE_ACCOUNT_DIRECTORY
 from adapters.serving_certificate import ServingCertificate, ServingCertificateError
 from adapters.static_jwks_file import MAX_JWKS_FILE_BYTES
 from domain.jwks import parse_jwks
@@ -25,8 +26,6 @@ __all__ = [
     "load_settings",
 ]
 
-# The kubelet mounts these in every pod that automounts its service account token.
-_SA_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
 _CLUSTER_HOST = "https://kubernetes.default.svc"
 _ISSUER = "https://kubernetes.default.svc.cluster.local"
 
@@ -45,8 +44,8 @@ class SettingsError(ValueError):
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """Every setting, parsed and validated; the defaults here are the only ones."""
 
-    token_file: str = f"{_SA_DIR}/token"
-    ca_file: str = f"{_SA_DIR}/ca.crt"
+    token_file: str = DEFAULT_TOKEN_FILE
+    ca_file: str = f"{SERVICE_ACCOUNT_DIRECTORY}/ca.crt"
     api_server: str = _CLUSTER_HOST
     issuers: tuple[str, ...] = (_ISSUER,)
     discovery_url: str = f"{_CLUSTER_HOST}/.well-known/openid-configuration"
@@ -155,7 +154,7 @@ def check_tls_files(settings: Settings) -> ServingCertificate | None:
 def _require_readable(name: str, path: str, what: str) -> None:
     hint = (
         " (not running in a pod? set KSA_JWKS_FILE to verify offline, or run `ksa-auth up`)"
-        if path.startswith(_SA_DIR)
+        if path.startswith(SERVICE_ACCOUNT_DIRECTORY)
         else ""
     )
     if not os.path.exists(path):

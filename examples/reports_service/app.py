@@ -8,7 +8,7 @@ from collections.abc import Mapping
 import httpx
 from litestar import Litestar, get
 
-from entrypoints.httpx_auth import ServiceAccountTokenAuth
+from adapters.httpx_auth import ServiceAccountTokenAuth
 from entrypoints.plugin import AuthenticatedRequest, ServiceAccountAuth, require_subjects
 
 __all__ = ["create_app"]

@@ -8,9 +8,9 @@ import httpx
 import pytest
 
 from adapters.fake_keyset import FakeKeySet
+from adapters.httpx_auth import ServiceAccountTokenAuth
 from adapters.memory_token_source import InMemoryTokenSource
 from domain.errors import TokenUnavailable
-from entrypoints.httpx_auth import ServiceAccountTokenAuth
 
 
 def _client(auth: httpx.Auth, seen: list[str | None]) -> httpx.Client:

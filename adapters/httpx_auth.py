@@ -7,9 +7,8 @@ from collections.abc import Generator, Iterable
 import httpx
 
 from adapters.kube_http import origin_of
-from adapters.projected_token_file import ProjectedTokenFile
+from adapters.projected_token_file import DEFAULT_TOKEN_FILE, ProjectedTokenFile
 from domain.ports import TokenSource
-from entrypoints.settings import Settings
 
 __all__ = ["ServiceAccountTokenAuth"]
 
@@ -39,7 +38,7 @@ class ServiceAccountTokenAuth(httpx.Auth):
         cls, path: str | None = None, *, origins: Iterable[str]
     ) -> ServiceAccountTokenAuth:
         """Read the token from the kubelet's projected file (KSA_TOKEN_FILE's default path)."""
-        return cls(ProjectedTokenFile(path or Settings().token_file), origins)
+        return cls(ProjectedTokenFile(path or DEFAULT_TOKEN_FILE), origins)
 
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
         if origin_of(request.url) in self._origins:
