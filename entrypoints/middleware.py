@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import re
 import time
 import traceback
 from collections.abc import Callable, Iterable, Mapping
@@ -18,7 +17,7 @@ from litestar.middleware import AbstractAuthenticationMiddleware, Authentication
 from litestar.types import ASGIApp, ExceptionHandlersMap, Scope
 
 from adapters.prometheus_statistics import ValidationMetrics
-from domain.claims import JWT_MAX_BYTES
+from domain.bearer import bearer_challenge, bearer_token
 from domain.errors import (
     AuthError,
     Forbidden,
@@ -41,7 +40,6 @@ __all__ = [
     "UNAVAILABLE_DETAIL",
     "BearerAuthenticationMiddleware",
     "auth_error_response",
-    "bearer_token",
     "exception_handlers",
     "require_subjects",
     "status_for",
@@ -55,63 +53,6 @@ REALM = "be2"
 AUTH_EXCLUDE = [r"^/(healthz|readyz|metrics)/?$", r"^/schema(/.*)?$"]
 # The key provider retries a failed fetch after a short cooldown; callers should wait as long.
 RETRY_AFTER_SECONDS = 5
-
-# RFC 9110 §5.6.2 tchar: what an auth-scheme is made of.
-_SCHEME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
-# RFC 6750 §3: error_description is %x20-21 / %x23-5B / %x5D-7E (no quote, no backslash).
-_UNSAFE_IN_QUOTED = re.compile(r"[^\x20\x21\x23-\x5b\x5d-\x7e]")
-# A sane header is ~1 KiB; this bounds what we even look at (the server bounds the request).
-_MAX_AUTHORIZATION_BYTES = JWT_MAX_BYTES + 64
-
-_AUTHORIZATION_LENGTH = len(b"authorization")
-
-
-def bearer_token(scope: Scope) -> str:
-    """The Bearer token of the request's single Authorization header.
-
-    The scheme is case-insensitive (RFC 7235 §2.1). A missing header or another scheme is
-    MissingToken (RFC 6750 §3.1: no error code for a request without Bearer credentials).
-    The token's shape is the verifier's to check (`domain.jws.parse_compact`, Malformed).
-
-    Raises:
-        MissingToken, Malformed.
-    """
-    raw: bytes | None = None
-    for name, value in scope.get("headers", ()):
-        # ASGI servers lowercase header names; lower() anyway, but only for names that can match.
-        if len(name) == _AUTHORIZATION_LENGTH and name.lower() == b"authorization":
-            if raw is not None:
-                raise Malformed("more than one Authorization header")
-            raw = value
-    if raw is None:
-        raise MissingToken("no Authorization header; send `Bearer`, a space, then the token")
-    if len(raw) > _MAX_AUTHORIZATION_BYTES:
-        raise Malformed(f"the Authorization header is longer than {_MAX_AUTHORIZATION_BYTES} bytes")
-    try:
-        # RFC 9110 §5.5: field values are ASCII in practice; obs-text is never a token.
-        text = raw.decode("ascii").strip(" \t")
-    except UnicodeDecodeError:
-        raise Malformed("the Authorization header is not ASCII") from None
-    if text[:7].lower() == "bearer ":
-        # The usual case, `Bearer <token>`: the scheme is a whole tchar run followed by a space.
-        rest = text[6:]
-    else:
-        scheme_match = _SCHEME.match(text)
-        scheme = scheme_match.group(0) if scheme_match else ""
-        if scheme.lower() != "bearer":
-            raise MissingToken("the Authorization scheme is not Bearer")
-        rest = text[len(scheme) :]
-    if not rest:
-        raise MissingToken("no token after the `Bearer` scheme")
-    # RFC 7235 §2.1: credentials = auth-scheme [ 1*SP token68 ]: spaces only, no tab.
-    if not rest.startswith(" "):
-        raise Malformed("the scheme `Bearer` must be followed by a space, then the token")
-    token = rest.lstrip(" ")
-    if not token:
-        raise MissingToken("no token after the `Bearer` scheme")
-    if len(token) > JWT_MAX_BYTES:
-        raise Malformed(f"the token is longer than {JWT_MAX_BYTES} bytes")
-    return token
 
 
 class BearerAuthenticationMiddleware(AbstractAuthenticationMiddleware):
@@ -142,7 +83,7 @@ class BearerAuthenticationMiddleware(AbstractAuthenticationMiddleware):
         started = time.perf_counter()
         metrics = self.metrics
         try:
-            token = bearer_token(connection.scope)
+            token = bearer_token(connection.scope.get("headers", ()))
             identity = await self.verifier.verify(token)
         except AuthError as exc:
             if metrics is not None:
@@ -191,10 +132,6 @@ def status_for(exc: AuthError) -> int:
     return 403 if isinstance(exc, Forbidden) else 503 if isinstance(exc, Unavailable) else 401
 
 
-def _quoted(text: str) -> str:
-    return _UNSAFE_IN_QUOTED.sub("?", text)[:200]
-
-
 def _answer(
     request: Request[Any, Any, Any],
     status: int,
@@ -226,11 +163,7 @@ def auth_error_response(request: Request[Any, Any, Any], exc: AuthError) -> Resp
     detail = scrub(exc.detail)
     headers: dict[str, str] = {}
     if status == 401:
-        challenge = f'Bearer realm="{REALM}"'
-        # RFC 6750 §3.1: no error code when the request carried no Bearer credentials at all.
-        if not isinstance(exc, MissingToken):
-            challenge += f', error="invalid_token", error_description="{_quoted(detail)}"'
-        headers["WWW-Authenticate"] = challenge
+        headers["WWW-Authenticate"] = bearer_challenge(REALM, exc, detail)
     elif status == 503:
         logger.warning("%s: %s", exc.reason, detail)
         detail = UNAVAILABLE_DETAIL

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import pytest
 
+from domain.bearer import bearer_token
 from domain.errors import AuthError
-from entrypoints.middleware import bearer_token
 
 
 def _answer(header: bytes) -> str:
     try:
-        return "token:" + bearer_token({"headers": [(b"authorization", header)]})
+        return "token:" + bearer_token([(b"authorization", header)])
     except AuthError as exc:
         return f"{exc.reason}:{exc.detail}"
 
@@ -37,7 +37,7 @@ def test_bearer_token_answers(header: bytes, expected: str) -> None:
 
 
 def test_two_authorization_headers_are_malformed() -> None:
-    scope = {"headers": [(b"authorization", b"Bearer a.b.c"), (b"Authorization", b"Bearer a.b.c")]}
+    headers = [(b"authorization", b"Bearer a.b.c"), (b"Authorization", b"Bearer a.b.c")]
     with pytest.raises(AuthError) as caught:
-        bearer_token(scope)
+        bearer_token(headers)
     assert caught.value.reason == "malformed"
