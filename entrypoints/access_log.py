@@ -9,7 +9,8 @@ from typing import Any
 
 import msgspec
 
-from entrypoints.logs import installed_json_handler, json_line, scrub, utc_millis
+from domain.redaction import scrub
+from entrypoints.logs import installed_json_handler, json_line, utc_millis
 from entrypoints.server_limits import MAX_HEADER_FIELDS, MAX_TARGET_BYTES, refuse
 
 __all__ = ["ACCESS_LOGGER", "AccessFields", "RequestLog", "RequestRecord", "record_of"]

@@ -5,7 +5,6 @@ from __future__ import annotations
 import atexit
 import json
 import logging
-import re
 import sys
 import threading
 import traceback
@@ -14,6 +13,8 @@ from datetime import UTC, datetime
 from typing import Any, Literal, TextIO
 
 import msgspec
+
+from domain.redaction import scrub
 
 __all__ = [
     "BatchingStreamHandler",
@@ -24,17 +25,9 @@ __all__ = [
     "flush_logs",
     "installed_json_handler",
     "json_line",
-    "scrub",
     "server_log_config",
     "utc_millis",
 ]
-
-# Compact JWS: three base64url segments, the first a JSON header ("eyJ" is base64url of '{"').
-_JWT = re.compile(r"eyJ[A-Za-z0-9_-]{2,}\.[A-Za-z0-9_-]{2,}\.[A-Za-z0-9_-]*")
-# A credential-looking run (16+ token68 characters) after a Bearer scheme, so prose such as
-# "the Bearer scheme" survives; and Authorization header values in whatever quoting.
-_BEARER = re.compile(r"(?i)\b(bearer)(\s+|%20|\+)[A-Za-z0-9._~+/=-]{16,}")
-_AUTHORIZATION = re.compile(r"(?i)(authorization['\"]?\s*[:=,]\s*(?:b?['\"])?)[^'\"\r\n]+")
 
 # uvicorn adds `color_message` (the message with ANSI colours) to its records: not for files.
 _STANDARD_ATTRIBUTES = frozenset(logging.makeLogRecord({}).__dict__) | {
@@ -42,20 +35,6 @@ _STANDARD_ATTRIBUTES = frozenset(logging.makeLogRecord({}).__dict__) | {
     "asctime",
     "color_message",
 }
-
-
-def scrub(text: str) -> str:
-    """Replace anything shaped like a JWT, a Bearer credential or an Authorization value."""
-    # Each pattern needs its literal ("eyJ", "bearer", "authorization"); most strings have none.
-    # Under re.IGNORECASE a dotless "\u0131" also matches "i", which str.lower() leaves as it is.
-    lowered = text.lower()
-    if not ("eyj" in lowered or "bearer" in lowered or "authorization" in lowered) and (
-        "\u0131" not in lowered
-    ):
-        return text
-    text = _JWT.sub("[redacted-jwt]", text)
-    text = _BEARER.sub(r"\1 [redacted]", text)
-    return _AUTHORIZATION.sub(r"\1[redacted]", text)
 
 
 class ScrubFilter(logging.Filter):

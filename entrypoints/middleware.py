@@ -30,8 +30,8 @@ from domain.errors import (
 from domain.identity import Identity
 from domain.policy import SubjectPolicy
 from domain.ports import Verifier
+from domain.redaction import scrub
 from entrypoints.access_log import record_of
-from entrypoints.logs import scrub
 
 __all__ = [
     "AUTH_EXCLUDE",

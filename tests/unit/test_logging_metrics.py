@@ -10,7 +10,8 @@ from collections.abc import Iterator
 import pytest
 
 from adapters.prometheus_statistics import ValidationMetrics, render
-from entrypoints.logs import configure_logging, flush_logs, scrub
+from domain.redaction import scrub
+from entrypoints.logs import configure_logging, flush_logs
 from tests.unit.test_seed_token import SEED_TOKEN
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from entrypoints.logs import _AUTHORIZATION, _BEARER, _JWT, scrub
+from domain.redaction import _AUTHORIZATION, _BEARER, _JWT, scrub
 from tests.unit.test_seed_token import SEED_TOKEN
 
 
