@@ -14,6 +14,7 @@ ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = ("domain", "adapters", "entrypoints", "devcluster")
 MAX_FUNCTION_LINES = 60
 MAX_CLASS_LINES = 300
+MAX_ENTRYPOINTS_SHARE = 0.45
 
 
 def _shipped_files() -> list[Path]:
@@ -57,6 +58,24 @@ def test_the_rules_catch_a_long_function(tmp_path: Path) -> None:
     path.write_text(f"@decorator\ndef long() -> None:\n{body}\n")
     [(name, lines, _)] = list(_definitions(path))
     assert (name, lines) == ("long", MAX_FUNCTION_LINES + 1)
+
+
+def _lines(folder: str) -> int:
+    # Physical lines, as `wc -l` counts them.
+    return sum(path.read_bytes().count(b"\n") for path in (ROOT / folder).rglob("*.py"))
+
+
+def test_entrypoints_stay_lean() -> None:
+    # The driving side (apps, composition root, CLI, observability wiring) is the thin part:
+    # rules belong in domain/, implementations of the ports in adapters/.
+    counts = {folder: _lines(folder) for folder in ("domain", "adapters", "entrypoints")}
+    total = sum(counts.values())
+    share = counts["entrypoints"] / total
+    figures = ", ".join(f"{folder} {lines}" for folder, lines in counts.items())
+    assert share <= MAX_ENTRYPOINTS_SHARE, (
+        f"entrypoints/ is {share:.1%} of the shipped lines ({figures}); at most "
+        f"{MAX_ENTRYPOINTS_SHARE:.0%}: move what is not the driving side to domain/ or adapters/"
+    )
 
 
 @pytest.mark.parametrize("folder", SHIPPED)
