@@ -9,7 +9,9 @@ __all__ = ["SUBJECT_PREFIX", "Identity"]
 SUBJECT_PREFIX = "system:serviceaccount:"
 
 
-class Identity(msgspec.Struct, frozen=True, kw_only=True):
+# Only strings and numbers inside, so never part of a cycle: with gc=False the collector does
+# not walk the thousands a verified cache holds.
+class Identity(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """Who called: a service account, where it runs, and what the token said about itself."""
 
     subject: str

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections.abc import Iterable
@@ -65,6 +66,8 @@ def is_dns1123_subdomain(value: str) -> bool:
     return 0 < len(value) <= 253 and all(_DNS1123_LABEL.match(p) for p in value.split("."))
 
 
+# Every token of one service account names the same subject: check each spelling once.
+@functools.lru_cache(maxsize=1024)
 def split_subject(subject: str) -> tuple[str, str] | None:
     """`system:serviceaccount:<ns>:<name>` -> (ns, name) when both names are valid, else None."""
     if not subject.startswith(SUBJECT_PREFIX):

@@ -169,18 +169,17 @@ _MIDDLES: dict[tuple[str, AccessFields], str] = {}
 _MIDDLES_MAX = 1024
 
 
-class _Line:
-    """An access line, formatted (exactly as JsonFormatter would) when its batch is written."""
+class _Line(msgspec.Struct, gc=False):
+    """An access line, formatted (exactly as JsonFormatter would) when its batch is written.
 
-    __slots__ = ("created", "fields", "latency_ms", "logger_name")
+    A line waits up to a batch's delay, long enough to outlive young collections; holding only
+    strings and numbers, it is left out of the collector's work (gc=False).
+    """
 
-    def __init__(
-        self, created: float, logger_name: str, fields: AccessFields, latency_ms: float
-    ) -> None:
-        self.created = created
-        self.logger_name = logger_name
-        self.fields = fields
-        self.latency_ms = latency_ms
+    created: float
+    logger_name: str
+    fields: AccessFields
+    latency_ms: float
 
     def __str__(self) -> str:
         key = (self.logger_name, self.fields)

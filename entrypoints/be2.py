@@ -49,8 +49,19 @@ class Authenticated(msgspec.Struct, frozen=True, kw_only=True):
 
     @classmethod
     def of(cls, identity: Identity) -> Authenticated:
-        shown = (field for field in cls.__struct_fields__ if field != "authenticated")
-        return cls(**{field: getattr(identity, field) for field in shown})
+        return cls(
+            subject=identity.subject,
+            namespace=identity.namespace,
+            service_account=identity.service_account,
+            service_account_uid=identity.service_account_uid,
+            pod=identity.pod,
+            pod_uid=identity.pod_uid,
+            node=identity.node,
+            issuer=identity.issuer,
+            audiences=identity.audiences,
+            expires_at=identity.expires_at,
+            stale=identity.stale,
+        )
 
 
 class Protected(msgspec.Struct, frozen=True):
