@@ -146,3 +146,18 @@ def test_timestamps_are_utc_iso_8601_to_the_millisecond(created: float) -> None:
     epoch = datetime(1970, 1, 1, tzinfo=UTC)
     whole = datetime.fromtimestamp(created, UTC).replace(microsecond=0)
     assert abs((parsed - epoch) - (whole - epoch)) < timedelta(seconds=1)
+
+
+# Near the edges where rounding to the microsecond carries into the next millisecond or second.
+_EDGES = st.sampled_from([0.0, 0.0000005, 0.0005, 0.0009995, 0.9995, 0.9999995, 0.999999])
+
+
+@given(
+    st.one_of(
+        st.floats(min_value=0, max_value=2**33, allow_nan=False, allow_infinity=False),
+        st.builds(lambda whole, edge: whole + edge, st.integers(0, 2**33), _EDGES),
+    )
+)
+def test_the_line_time_is_what_datetime_writes(created: float) -> None:
+    expected = datetime.fromtimestamp(created, UTC).isoformat(timespec="milliseconds")
+    assert ksa_logging.utc_millis(created) == expected
