@@ -77,14 +77,15 @@ def utc_millis(created: float) -> str:
     fraction, whole = math.modf(created)
     micros = round(fraction * 1_000_000)
     second = int(whole) + micros // 1_000_000
-    cached = _LAST_SECOND
+    cached = _LAST_SECOND[0]
     if cached[0] != second:
         cached = (second, datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S"))
-        globals()["_LAST_SECOND"] = cached
+        _LAST_SECOND[0] = cached
     return f"{cached[1]}.{micros % 1_000_000 // 1000:03d}+00:00"
 
 
-_LAST_SECOND: tuple[int, str] = (-1, "")
+# The last second written and its text, replaced whole so that any thread reads a matching pair.
+_LAST_SECOND: list[tuple[int, str]] = [(-1, "")]
 
 
 def _extras(record: logging.LogRecord) -> dict[str, Any]:
