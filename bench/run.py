@@ -229,8 +229,8 @@ def _cache_counts(port: int) -> tuple[float, float] | None:
 def _http(
     config: Config, cluster: Any, reused: str, fresh: list[str], warm: list[str]
 ) -> HttpFigures:
-    reused_tool = "wrk" if load.wrk_available() else "asyncio generator"
-    figures = HttpFigures(tool=f"reused token: {reused_tool}; fresh tokens: asyncio generator")
+    reused_tool = "wrk" if load.wrk_available() else "Python generator"
+    figures = HttpFigures(tool=f"reused token: {reused_tool}; fresh tokens: Python generator")
     for server in config.servers:
         _log(f"HTTP on {server}: starting hello, seed, be2")
         hello_port, seed_port = serving.free_port(), serving.free_port()
