@@ -158,9 +158,9 @@ def _run_python(
     max_requests: int,
     offset: int,
 ) -> LoadResult:
-    """Keep-alive load from one thread over non-blocking sockets: the generator shares the
-    machine with the server it measures, so it spends as little CPU per request as it can
-    (a few syscalls and a header scan; an asyncio streams client costs several times more)."""
+    """Keep-alive load from one thread, blocking sockets behind a selector: the generator
+    shares the machine with the server it measures, so it spends as little CPU per request as
+    it can (a few syscalls and a header scan; an asyncio streams client costs more)."""
     requests = [
         (
             f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
