@@ -106,7 +106,8 @@ def test_be2_is_ready_with_the_overlays_binding(
             answer = client.get("/validate-auth", headers=bearer(be.token("be2")))
         assert answer.status_code == 200, answer.text
         assert answer.json()["subject"] == "system:serviceaccount:ksa-auth:be-sa"
-        assert "TokenReview usable" in be2.logs()
+        # An INFO line reaches the log in its batch, up to 0.2 s late: waited for, bounded.
+        poll(lambda: "TokenReview usable" in be2.logs(), timeout=10, what="'TokenReview usable'")
 
 
 def without_binding(copy: Path) -> Path:
